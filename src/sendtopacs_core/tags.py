@@ -1,0 +1,140 @@
+"""Tag update patterns: ``{Modality} - test`` templates and their application to a dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+import attrs
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
+
+from sendtopacs_core._vr import parse_tag, tag_label
+from sendtopacs_core.errors import InvalidValueError
+
+if TYPE_CHECKING:
+    from sendtopacs_core.model import TagPattern
+
+__all__ = ["Template", "apply_tag_patterns", "parse_template"]
+
+#: VRs whose value a text template can set.
+_TEXT_VRS: Final = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
+     "UR", "UT"}
+)
+
+
+@attrs.frozen
+class Template:
+    """A parsed template: literal text and tags, in order."""
+
+    parts: tuple[str | BaseTag, ...]
+
+    def render(self, dataset: Dataset) -> str:
+        """The text with each placeholder replaced by the dataset's value (empty if absent)."""
+        return "".join(
+            part if isinstance(part, str) else _value_text(dataset, part) for part in self.parts
+        )
+
+
+def _value_text(dataset: Dataset, tag: BaseTag) -> str:
+    element = dataset.get(tag)
+    if element is None or element.value is None:
+        return ""
+    value = element.value
+    if isinstance(value, MultiValue | list):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def parse_template(text: object, field: str = "value") -> Template:
+    """Parse a template such as ``{Modality} - test`` or ``{0008,0060} - test``."""
+    if not isinstance(text, str):
+        raise InvalidValueError(field, text, "expected a text template")
+    parts: list[str | BaseTag] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char in "{}" and text[i : i + 2] in ("{{", "}}"):
+            literal.append(char)
+            i += 2
+            continue
+        if char == "}":
+            raise InvalidValueError(field, text, "a '}' without its '{' (write '}}' for a brace)")
+        if char == "{":
+            end = text.find("}", i)
+            if end < 0:
+                raise InvalidValueError(field, text, "a '{' without its '}'")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append(parse_tag(text[i + 1 : end], field))
+            i = end + 1
+            continue
+        literal.append(char)
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    return Template(tuple(parts))
+
+
+def apply_tag_patterns(dataset: Dataset, patterns: Iterable[TagPattern]) -> list[str]:
+    """Apply update patterns in order; return a line for each attribute changed.
+
+    Placeholders read the values as they were *before* any pattern was applied, so the order
+    of patterns does not change what a template sees.
+
+    Raises
+    ------
+    InvalidValueError
+        When a pattern targets an attribute that cannot hold text (a sequence, pixel data) or
+        the rendered value is not valid for the attribute's VR.
+    """
+    original = Dataset()
+    original.update(dataset)
+    changes: list[str] = []
+    for pattern in patterns:
+        tag = parse_tag(pattern.tag)
+        label = tag_label(tag)
+        present = tag in dataset
+        if not present and not pattern.create_if_missing:
+            continue
+        current = _value_text(dataset, tag) if present else ""
+        if pattern.only_if_empty and current:
+            continue
+        vr = dataset[tag].VR if present else _dictionary_vr(tag, label)
+        if vr not in _TEXT_VRS:
+            raise InvalidValueError(
+                "tag pattern", pattern.tag, f"{label} has VR {vr}; only text attributes can be set"
+            )
+        value = parse_template(pattern.value).render(original)
+        _check_rendered(vr, value, label)
+        if "\\" in value and vr not in ("LT", "ST", "UT"):
+            dataset.add_new(tag, vr, value.split("\\"))
+        else:
+            dataset.add_new(tag, vr, value)
+        changes.append(f"{label} set by pattern")
+    return changes
+
+
+def _dictionary_vr(tag: BaseTag, label: str) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError as exc:
+        raise InvalidValueError(
+            "tag pattern", label, "a private tag must exist in the object to be updated"
+        ) from exc
+
+
+def _check_rendered(vr: str, value: str, label: str) -> None:
+    from pydicom import config  # noqa: PLC0415
+    from pydicom.valuerep import validate_value  # noqa: PLC0415
+
+    for single in value.split("\\") if vr not in ("LT", "ST", "UT") else [value]:
+        try:
+            validate_value(vr, single, config.RAISE)
+        except ValueError as exc:
+            raise InvalidValueError(label, value, f"not a valid {vr} value: {exc}") from exc
