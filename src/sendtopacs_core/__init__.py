@@ -1,6 +1,13 @@
 """sendtopacs_core: turn clinic files into valid DICOM and deliver them to PACS."""
 
 from sendtopacs_core._version import __version__
+from sendtopacs_core.convert import (
+    ConversionAction,
+    ConversionFailure,
+    ConversionReport,
+    ConvertedFile,
+    Converter,
+)
 from sendtopacs_core.errors import (
     ConfigError,
     ConversionError,
@@ -20,22 +27,34 @@ from sendtopacs_core.model import (
     TagPattern,
     VideoFormat,
 )
+from sendtopacs_core.media.samples import make_sample_files
+from sendtopacs_core.settings import DicomSettings, MainSettings, NonDicomSettings, Settings
 
 __all__ = [
     "ConfigError",
+    "ConversionAction",
     "ConversionError",
+    "ConversionFailure",
+    "ConversionReport",
     "ConversionType",
+    "ConvertedFile",
+    "Converter",
     "CorruptMediaError",
     "DicomNetworkError",
+    "DicomSettings",
     "ImageTransferSyntax",
     "InvalidValueError",
+    "MainSettings",
+    "NonDicomSettings",
     "PatientSex",
     "SendToPacsError",
     "SendToPacsWarning",
+    "Settings",
     "SopClassRule",
     "Study",
     "TagPattern",
     "UnsupportedMediaError",
     "VideoFormat",
     "__version__",
+    "make_sample_files",
 ]

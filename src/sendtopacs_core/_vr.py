@@ -211,24 +211,27 @@ def parse_tag(value: object, field: str = "tag") -> BaseTag:
     match = _TAG_NUMBER.fullmatch(value.strip())
     if match:
         tag = Tag(int(match.group(1), 16), int(match.group(2), 16))
-        if tag.is_private:
-            return tag
-        if not dictionary_has_tag(tag):
+        if not tag.is_private and not dictionary_has_tag(tag):
             raise InvalidValueError(field, value, "not a tag of the DICOM data dictionary")
-        return tag
-    number = tag_for_keyword(value.strip())
-    if number is None:
+    else:
+        # pydicom maps the empty keyword to a real tag, so blank text is refused here.
+        number = tag_for_keyword(value.strip()) if value.strip() else None
+        if number is None:
+            raise InvalidValueError(
+                field, value, "not a DICOM keyword (e.g. Modality) or tag number (e.g. 0008,0060)"
+            )
+        tag = Tag(number)
+    if tag.group in (0x0000, 0xFFFE):
         raise InvalidValueError(
-            field, value, "not a DICOM keyword (e.g. Modality) or tag number (e.g. 0008,0060)"
+            field, value, "a command or item delimitation tag, not a data element"
         )
-    return Tag(number)
+    return tag
 
 
 def check_tag(value: object, field: str = "tag") -> str:
     """A tag written as a keyword or ``gggg,eeee``; returned as written."""
     parse_tag(value, field)
-    assert isinstance(value, str)
-    return value
+    return str(value)
 
 
 def tag_label(tag: BaseTag) -> str:

@@ -93,6 +93,10 @@ class VideoFormat(StrEnum):
     H264_BD = "h264-bd"
 
 
+def _normalise_sex(value: Any) -> Any:
+    return _strip_or_none(value.upper() if isinstance(value, str) else value)
+
+
 def _check_sex(_instance: Any, attribute: Any, value: Any) -> None:
     if value is not None and value not in PatientSex.__members__:
         raise InvalidValueError(attribute.name, value, "expected M, F or O")
@@ -123,7 +127,7 @@ class Study:
     )
     patient_sex: str | None = attrs.field(
         default=None,
-        converter=lambda v: _strip_or_none(v.upper() if isinstance(v, str) else v),
+        converter=_normalise_sex,
         validator=_check_sex,
     )
     study_instance_uid: str | None = attrs.field(
@@ -191,6 +195,11 @@ def _normalise_extensions(value: Any) -> Any:
     return value
 
 
+def _check_rule_name(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(attribute.name, value, "a rule needs a name")
+
+
 def _check_extensions(_instance: Any, attribute: Any, value: Any) -> None:
     if not value:
         raise InvalidValueError(attribute.name, value, "at least one extension (or '*')")
@@ -223,10 +232,7 @@ class SopClassRule:
         then say ``YES``, the safe answer).
     """
 
-    name: str = attrs.field(
-        converter=_strip,
-        validator=[attrs.validators.instance_of(str), attrs.validators.min_len(1)],
-    )
+    name: str = attrs.field(converter=_strip, validator=_check_rule_name)
     uid: str = attrs.field(converter=_strip, validator=validator(check_ui))
     extensions: tuple[str, ...] = attrs.field(
         default=("*",), converter=_normalise_extensions, validator=_check_extensions
@@ -242,7 +248,10 @@ class SopClassRule:
     def __attrs_post_init__(self) -> None:
         if self.default and "*" not in self.extensions:
             raise InvalidValueError(
-                "default", self.name, "only a rule for all files ('*') can be the default"
+                "default",
+                self.default,
+                "only a rule for all files ('*') can be the default"
+                f" (rule {self.name!r} names {', '.join(self.extensions)})",
             )
 
     def matches(self, extension: str) -> bool:
@@ -273,9 +282,7 @@ class TagPattern:
     """
 
     tag: str = attrs.field(converter=_strip, validator=validator(check_tag))
-    value: str = attrs.field(
-        validator=[attrs.validators.instance_of(str), _check_template]
-    )
+    value: str = attrs.field(validator=[attrs.validators.instance_of(str), _check_template])
     only_if_empty: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     create_if_missing: bool = attrs.field(
         default=False, validator=attrs.validators.instance_of(bool)

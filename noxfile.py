@@ -1,0 +1,83 @@
+"""The project's command surface: ``nox`` runs lint, typecheck and tests (what CI runs).
+
+Other sessions: ``nox -s interop`` (only the tests against DCMTK, dicom3tools and Orthanc) and
+``nox -s benchmark`` (``benchmarks/bench_convert.py``; arguments after ``--`` are passed on).
+Dependencies come from the PEP 735 groups in ``pyproject.toml`` (``[dependency-groups]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+LINT_PATHS = ("src", "tests", "benchmarks", "noxfile.py")
+
+
+def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
+    """Install the project (as users get it, not editable) and the named dependency groups."""
+    requirements = nox.project.dependency_groups(PYPROJECT, *groups) if groups else ()
+    if project:
+        session.install(".", *requirements)
+    elif requirements:
+        session.install(*requirements)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff: lint rules and formatting."""
+    _install(session, "lint", project=False)
+    session.run("ruff", "check", *LINT_PATHS)
+    session.run("ruff", "format", "--check", *LINT_PATHS)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src, tests and benchmarks (configured in pyproject.toml)."""
+    _install(session, "typecheck")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, interop included, with coverage of sendtopacs_core.
+
+    Coverage runs pytest (``coverage run -m pytest``) rather than pytest-cov's ``--cov``
+    because sendtopacs_core is also a pytest plugin (``pytest11`` entry point) that pytest
+    imports before pytest-cov could start measuring. Like ``python -m pytest``, this puts the
+    project root on ``sys.path``, so tests can import ``tests._corpus``. No coverage threshold
+    is enforced yet.
+    """
+    _install(session, "test")
+    session.run(
+        "coverage",
+        "run",
+        "--branch",
+        "--source=sendtopacs_core",
+        "-m",
+        "pytest",
+        "-ra",
+        *session.posargs,
+    )
+    session.run("coverage", "report", "--show-missing", "--skip-covered")
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Only the tests that talk to external peers and validators (marker ``interop``)."""
+    _install(session, "test")
+    session.run("python", "-m", "pytest", "-ra", "-m", "interop", *session.posargs)
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """Conversion throughput against img2dcm and the decode floor (see docs/performance.md)."""
+    _install(session)
+    session.run("python", "benchmarks/bench_convert.py", *session.posargs)

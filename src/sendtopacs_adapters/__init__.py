@@ -1,0 +1,1 @@
+"""sendtopacs_adapters: the ``sendtopacs`` command line (and later the watcher and HTTP API)."""

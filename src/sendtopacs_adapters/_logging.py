@@ -1,0 +1,26 @@
+"""Logging set-up for the command line: one stream handler on stderr."""
+
+from __future__ import annotations
+
+import logging
+
+
+def configure(verbosity: int) -> None:
+    """``-q`` -> errors only, default -> warnings, ``-v`` -> info, ``-vv`` / ``--debug`` -> debug.
+
+    Patient data is only logged at DEBUG, so ``-vv`` output must be handled as patient data.
+    """
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    if verbosity < -1:
+        level = logging.CRITICAL
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_sendtopacs", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._sendtopacs = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # pypdf reports every recoverable oddity of a PDF at WARNING; they are not ours to show.
+    logging.getLogger("pypdf").setLevel(max(level, logging.ERROR))

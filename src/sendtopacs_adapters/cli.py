@@ -1,0 +1,430 @@
+"""The ``sendtopacs`` command: parse, build core objects, call the core, print.
+
+Exit status: 0 all done, 1 some files failed, 2 usage or settings error, 3 network error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, NoReturn, TextIO
+
+import attrs
+import platformdirs
+
+from sendtopacs_adapters import _logging
+from sendtopacs_core import (
+    ConfigError,
+    ConversionReport,
+    Converter,
+    ImageTransferSyntax,
+    SendToPacsError,
+    Settings,
+    SopClassRule,
+    Study,
+    VideoFormat,
+    __version__,
+    make_sample_files,
+)
+
+__all__ = ["main"]
+
+EXIT_OK: Final = 0
+EXIT_PARTIAL: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_NETWORK: Final = 3
+
+_EPILOG_CONVERT: Final = """\
+examples:
+  sendtopacs convert photo.jpg report.pdf -o out/ --patient-id 12345 \\
+      --patient-name "Müller^Anna" --study-description "Wound photo"
+  sendtopacs --json convert scans/*.tif -o out/ --accession-number A123
+  sendtopacs convert screenshot.png -o out/ --image-transfer-syntax jpeg-baseline
+"""
+_EPILOG_CONFIG: Final = """\
+examples:
+  sendtopacs config init            write a settings.json with every key and its default
+  sendtopacs config show            every key, its value and what it does
+  sendtopacs --settings s.json config check
+"""
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def default_settings_path() -> Path:
+    """Where settings.json lives unless ``--settings`` says otherwise."""
+    return platformdirs.user_config_path("sendtopacs") / "settings.json"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    parser.add_argument(
+        "--settings", type=Path, default=default, metavar="FILE",
+        help=f"settings file (default: {default_settings_path()})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        help="print one JSON document on stdout and nothing else there",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+        help="more log output (repeat for debug; debug output may contain patient data)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="count", default=argparse.SUPPRESS if suppress else 0,
+        help="less log output",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        help="show tracebacks and debug logs",
+    )
+
+
+def _study_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("study options")
+    for flag, dest, text in (
+        ("--patient-id", "patient_id", "Patient ID (0010,0020)"),
+        ("--patient-name", "patient_name", "Patient's Name (0010,0010), Family^Given^Middle"),
+        ("--birth-date", "patient_birth_date", "Patient's Birth Date, YYYYMMDD"),
+        ("--sex", "patient_sex", "Patient's Sex: M, F or O"),
+        ("--accession-number", "accession_number", "Accession Number (0008,0050)"),
+        ("--study-date", "study_date", "Study Date, YYYYMMDD (default: today)"),
+        ("--study-time", "study_time", "Study Time, HHMMSS (default: now)"),
+        ("--study-id", "study_id", "Study ID (0020,0010)"),
+        ("--study-description", "study_description", "Study Description (0008,1030)"),
+        ("--referring-physician", "referring_physician_name", "Referring Physician's Name"),
+        ("--modality", "modality", "Modality (default: non_dicom.default_modality, OT)"),
+        ("--study-uid", "study_instance_uid", "Study Instance UID (default: derived)"),
+        ("--additional-info", "additional_info", "value of non_dicom.additional_info_tag"),
+    ):
+        group.add_argument(flag, dest=dest, metavar="VALUE", help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sendtopacs``."""
+    parser = _Parser(
+        prog="sendtopacs",
+        description="Convert clinic files (images, PDFs) to DICOM and deliver them to PACS.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'sendtopacs COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"sendtopacs {__version__}")
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    convert = commands.add_parser(
+        "convert", help="convert images and PDFs into DICOM files",
+        description="Convert images and PDFs into DICOM files in an output folder.",
+        epilog=_EPILOG_CONVERT, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(convert, suppress=True)
+    convert.add_argument("files", nargs="+", type=Path, metavar="FILE", help="input files")
+    convert.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR",
+        help="output folder (created if missing; receives only DICOM files)",
+    )
+    convert.add_argument("--sop-class", metavar="UID", help="SOP Class UID for every file")
+    convert.add_argument(
+        "--image-transfer-syntax", choices=[str(v) for v in ImageTransferSyntax],
+        help="auto: pass JPEG through, else uncompressed; explicit-le; jpeg-baseline",
+    )
+    convert.add_argument("--jpeg-quality", type=int, metavar="1-100", help="for jpeg-baseline")
+    convert.add_argument(
+        "--video-format", choices=[str(v) for v in VideoFormat], help="for video inputs"
+    )
+    convert.add_argument("--charset", metavar="CHARSET", help="Specific Character Set or auto")
+    _study_options(convert)
+    convert.set_defaults(handler=_cmd_convert)
+
+    demo = commands.add_parser(
+        "demo", help="installation check: convert sample files and show the result",
+        description=(
+            "Installation check: make sample files (a JPEG photo, a PNG screenshot, a PDF), "
+            "convert them for a demo patient and show what was written. Later releases add a "
+            "local test PACS, a worklist and sending to this check."
+        ),
+        epilog="examples:\n  sendtopacs demo\n  sendtopacs demo --keep demo-output/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(demo, suppress=True)
+    demo.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep the samples and DICOM files in DIR"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
+    config = commands.add_parser(
+        "config", help="create, show or check the settings file",
+        description="Create, show or check settings.json.",
+        epilog=_EPILOG_CONFIG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(config, suppress=True)
+    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    init = actions.add_parser("init", help="write a settings file with every default")
+    _global_options(init, suppress=True)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_cmd_config_init)
+    show = actions.add_parser("show", help="every key, its value and what it does")
+    _global_options(show, suppress=True)
+    show.set_defaults(handler=_cmd_config_show)
+    check = actions.add_parser("check", help="check the settings file")
+    _global_options(check, suppress=True)
+    check.set_defaults(handler=_cmd_config_check)
+    return parser
+
+
+@attrs.frozen
+class _Context:
+    args: argparse.Namespace
+    out: TextIO
+    err: TextIO
+
+    @property
+    def settings_path(self) -> Path:
+        path: Path | None = self.args.settings
+        return path if path is not None else default_settings_path()
+
+    def load_settings(self) -> Settings:
+        return Settings.load(self.settings_path)
+
+    def emit_json(self, document: object) -> None:
+        json.dump(document, self.out, indent=2, ensure_ascii=False)
+        self.out.write("\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``sendtopacs`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    out, err = sys.stdout, sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        err.write(f"{exc}\n")
+        return EXIT_USAGE
+    debug: bool = args.debug
+    _logging.configure(2 if debug else args.verbose - args.quiet)
+    handler: Callable[[_Context], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        (parser if args.command is None else _subparser(parser, args.command)).print_help(err)
+        return EXIT_USAGE
+    context = _Context(args=args, out=out, err=err)
+    try:
+        return handler(context)
+    except ConfigError as exc:
+        return _fail(context, f"settings error: {exc}", EXIT_USAGE, exc)
+    except UsageError as exc:
+        return _fail(context, str(exc), EXIT_USAGE, exc)
+    except SendToPacsError as exc:
+        return _fail(context, str(exc), EXIT_PARTIAL, exc)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return parser
+
+
+def _fail(context: _Context, message: str, status: int, exc: BaseException) -> int:
+    if context.args.debug:
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exception(exc, file=context.err)
+    if context.args.json:
+        context.emit_json({"ok": False, "error": message})
+    else:
+        context.err.write(f"sendtopacs: {message}\n")
+    return status
+
+
+# -- convert --------------------------------------------------------------------------------
+
+
+def _study_from(args: argparse.Namespace) -> Study:
+    fields = {field.name for field in attrs.fields(Study)}
+    values = {name: getattr(args, name) for name in fields if getattr(args, name, None)}
+    try:
+        return Study(**values)
+    except ValueError as exc:
+        raise UsageError(f"invalid study option: {exc}") from exc
+
+
+def _settings_for_convert(settings: Settings, args: argparse.Namespace) -> Settings:
+    non_dicom = settings.non_dicom
+    changes: dict[str, Any] = {}
+    if args.image_transfer_syntax:
+        changes["image_transfer_syntax"] = ImageTransferSyntax(args.image_transfer_syntax)
+    if args.jpeg_quality is not None:
+        changes["jpeg_quality"] = args.jpeg_quality
+    if args.video_format:
+        changes["video_format"] = VideoFormat(args.video_format)
+    if args.charset:
+        changes["charset"] = args.charset
+    if args.sop_class:
+        changes["sop_class_rules"] = (
+            SopClassRule(name="--sop-class", uid=args.sop_class, extensions=("*",), default=True),
+        )
+    if args.modality and args.modality not in non_dicom.modalities:
+        changes["modalities"] = (*non_dicom.modalities, args.modality)
+    try:
+        return attrs.evolve(settings, non_dicom=attrs.evolve(non_dicom, **changes))
+    except ValueError as exc:
+        raise UsageError(f"invalid option: {exc}") from exc
+
+
+def _cmd_convert(context: _Context) -> int:
+    args = context.args
+    settings = _settings_for_convert(context.load_settings(), args)
+    study = _study_from(args)
+    report = Converter(settings).convert(args.files, study, out_dir=args.output)
+    if args.json:
+        context.emit_json(_report_document(report, args.files))
+    else:
+        _print_report(context, report, args.files)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _report_document(report: ConversionReport, sources: Sequence[Path]) -> dict[str, Any]:
+    inputs: list[dict[str, Any]] = []
+    for source in sources:
+        outputs = [
+            {
+                "path": str(item.path),
+                "page": item.page + 1,
+                "sop_class_uid": item.sop_class_uid,
+                "sop_class": item.sop_class_name,
+                "sop_instance_uid": item.sop_instance_uid,
+                "series_instance_uid": item.series_instance_uid,
+                "transfer_syntax_uid": item.transfer_syntax_uid,
+                "transfer_syntax": item.transfer_syntax_name,
+                "action": str(item.action),
+                "reason": item.reason,
+                "warnings": list(item.warnings),
+            }
+            for item in report.files
+            if item.source == source
+        ]
+        errors = [f for f in report.failures if f.source == source]
+        inputs.append(
+            {
+                "source": str(source),
+                "ok": not errors,
+                "outputs": outputs,
+                "error": str(errors[0].error) if errors else None,
+                "error_type": type(errors[0].error).__name__ if errors else None,
+            }
+        )
+    return {
+        "ok": report.ok,
+        "study_instance_uid": report.study_instance_uid,
+        "converted": len(report.files),
+        "failed": len(report.failures),
+        "inputs": inputs,
+    }
+
+
+def _print_report(context: _Context, report: ConversionReport, sources: Sequence[Path]) -> None:
+    for item in report.files:
+        context.out.write(
+            f"{item.source} -> {item.path}: {item.sop_class_name}, {item.transfer_syntax_name}, "
+            f"{item.action} ({item.reason})\n"
+        )
+        for warning in item.warnings:
+            context.err.write(f"sendtopacs: warning: {warning}\n")
+    for failure in report.failures:
+        context.err.write(f"sendtopacs: error: {failure.error}\n")
+    context.out.write(
+        f"{len(report.files)} DICOM file(s) written from {len(sources) - len(report.failures)} "
+        f"of {len(sources)} input(s); study {report.study_instance_uid}\n"
+    )
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+DEMO_STUDY: Final = Study(
+    patient_id="DEMO-0001",
+    patient_name="Demo^Patient",
+    patient_sex="O",
+    accession_number="DEMO1",
+    study_description="sendtopacs demo",
+)
+
+
+def _cmd_demo(context: _Context) -> int:
+    keep: Path | None = context.args.keep
+    with tempfile.TemporaryDirectory(prefix="sendtopacs-demo-") as scratch:
+        folder = keep if keep is not None else Path(scratch)
+        samples = make_sample_files(folder / "samples")
+        settings = context.load_settings()
+        report = Converter(settings).convert(samples, DEMO_STUDY, out_dir=folder / "dicom")
+        if context.args.json:
+            context.emit_json(_report_document(report, samples))
+        else:
+            context.out.write("sendtopacs demo: converting sample files\n")
+            _print_report(context, report, samples)
+            if keep is None:
+                context.out.write("(temporary files removed; use --keep DIR to keep them)\n")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+# -- config ---------------------------------------------------------------------------------
+
+
+def _cmd_config_init(context: _Context) -> int:
+    path = context.settings_path
+    if path.exists() and not context.args.force:
+        raise UsageError(f"{path} exists already; use --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Settings().dump(path)
+    if context.args.json:
+        context.emit_json({"ok": True, "path": str(path)})
+    else:
+        context.out.write(f"wrote {path}\n")
+    return EXIT_OK
+
+
+def _cmd_config_show(context: _Context) -> int:
+    settings = context.load_settings()
+    rows = settings.explain()
+    if context.args.json:
+        context.emit_json(
+            {
+                "path": str(context.settings_path),
+                "exists": context.settings_path.exists(),
+                "settings": settings.to_dict(),
+                "keys": [{"key": k, "value": v, "description": d} for k, v, d in rows],
+            }
+        )
+        return EXIT_OK
+    origin = "" if context.settings_path.exists() else " (missing: defaults)"
+    context.out.write(f"# {context.settings_path}{origin}\n")
+    for key, value, description in rows:
+        context.out.write(f"{key} = {value}\n    {description}\n")
+    return EXIT_OK
+
+
+def _cmd_config_check(context: _Context) -> int:
+    path = context.settings_path
+    context.load_settings()
+    state = "valid" if path.exists() else "missing (defaults apply)"
+    if context.args.json:
+        context.emit_json({"ok": True, "path": str(path), "exists": path.exists()})
+    else:
+        context.out.write(f"{path}: {state}\n")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,111 @@
+"""Read a PDF for encapsulation: check it with pypdf, take its title and creation date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Final
+
+import attrs
+import pypdf
+from pypdf.errors import PyPdfError
+
+from sendtopacs_core.errors import CorruptMediaError, UnsupportedMediaError
+
+__all__ = ["PdfDocument", "read_pdf"]
+
+#: Document Title (0042,0010) is ST: at most 1024 characters.
+_MAX_TITLE: Final = 1024
+#: Encapsulated Document (0042,0011) is one OB value: at most 2**32 - 2 bytes.
+_MAX_BYTES: Final = 2**32 - 2
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+@attrs.frozen(kw_only=True)
+class PdfDocument:
+    """A PDF that pypdf could open.
+
+    Attributes
+    ----------
+    data
+        The file's bytes, unchanged.
+    title
+        The /Title of the document information (cleaned), or ``None``.
+    creation_date
+        The /CreationDate, or ``None`` when absent or malformed.
+    pages
+        The number of pages.
+    """
+
+    data: bytes = attrs.field(repr=False)
+    title: str | None
+    creation_date: dt.datetime | None
+    pages: int
+
+
+def read_pdf(path: str | os.PathLike[str]) -> PdfDocument:
+    """Read and check a PDF.
+
+    Raises
+    ------
+    CorruptMediaError
+        The file is empty, unreadable, not a PDF, or pypdf cannot parse it.
+    UnsupportedMediaError
+        The PDF is encrypted with a password, or too large for one DICOM value.
+    """
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+        if size > _MAX_BYTES:
+            raise UnsupportedMediaError(
+                file, f"{size} bytes; an Encapsulated PDF holds at most {_MAX_BYTES}"
+            )
+        data = file.read_bytes()
+    except OSError as exc:
+        raise CorruptMediaError(file, f"cannot read the file: {exc.strerror or exc}") from exc
+    if not data:
+        raise CorruptMediaError(file, "empty file (0 bytes)")
+    if b"%PDF-" not in data[:1024]:
+        raise CorruptMediaError(file, "not a PDF: no %PDF- header")
+    # pypdf reports recoverable oddities as warnings; the checks below decide what matters.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _parse(file, data)
+
+
+def _parse(file: Path, data: bytes) -> PdfDocument:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnsupportedMediaError(
+                file, "the PDF is protected by a password; viewers could not open it"
+            )
+        pages = len(reader.pages)
+        metadata = reader.metadata
+    except UnsupportedMediaError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise CorruptMediaError(file, f"not a readable PDF: {exc}") from exc
+    if pages == 0:
+        raise CorruptMediaError(file, "the PDF has no pages")
+    title: str | None = None
+    creation: dt.datetime | None = None
+    if metadata is not None:
+        title = _clean_title(metadata.title)
+        try:
+            creation = metadata.creation_date
+        except (ValueError, TypeError):
+            creation = None
+    return PdfDocument(data=data, title=title, creation_date=creation, pages=pages)
+
+
+def _clean_title(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub(" ", value).replace("\\", "/").strip()
+    text = " ".join(text.split())
+    return text[:_MAX_TITLE] or None

@@ -1,0 +1,172 @@
+"""The sendtopacs command, called in-process through main() (plus one ``python -m`` run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from sendtopacs_adapters.cli import main
+from tests import _corpus
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = folder / "photo.jpg"
+    _corpus.photo().save(photo, "JPEG", quality=90)
+    scan = folder / "scan.png"
+    _corpus.photo(seed=5).save(scan)
+    report = folder / "report.pdf"
+    _corpus.pdf(report, title="Report")
+    broken = folder / "broken.png"
+    broken.write_text("not an image", encoding="utf-8")
+    return {"photo": photo, "scan": scan, "report": report, "broken": broken}
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    return tmp_path / "settings.json"
+
+
+def test_convert_json_reports_each_input(
+    inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new" / "out"
+    status = main(
+        [
+            "--settings", str(settings_file), "--json", "convert",
+            str(inputs["photo"]), str(inputs["report"]), str(inputs["broken"]),
+            "-o", str(out), "--patient-id", "12345", "--patient-name", "Müller^Anna",
+            "--study-description", "Wound photo", "--sex", "F",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    document = json.loads(captured.out)
+    assert document["ok"] is False
+    assert [i["source"] for i in document["inputs"]] == [
+        str(inputs["photo"]), str(inputs["report"]), str(inputs["broken"])
+    ]
+    photo, report, broken = document["inputs"]
+    (output,) = photo["outputs"]
+    assert output["action"] == "passed-through"
+    assert output["transfer_syntax_uid"] == "1.2.840.10008.1.2.4.50"
+    assert output["sop_class"] == "Secondary Capture Image Storage"
+    assert report["outputs"][0]["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.104.1"
+    assert broken["ok"] is False
+    assert "broken.png" in broken["error"]
+    assert broken["outputs"] == []
+    ds = pydicom.dcmread(output["path"])
+    assert str(ds.PatientName) == "Müller^Anna"
+    assert ds.PatientSex == "F"
+    assert sorted(p.name for p in out.iterdir()) == ["photo.dcm", "report.dcm"]
+
+
+def test_convert_human_output_and_exit_zero(
+    inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        ["convert", str(inputs["scan"]), "-o", str(tmp_path / "out"), "--settings", str(settings_file)]
+    )
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "scan.png" in captured.out
+    assert "Explicit VR Little Endian" in captured.out
+    assert "1 DICOM file(s) written" in captured.out
+
+
+def test_convert_failure_is_one_line_on_stderr(
+    inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        ["--settings", str(settings_file), "convert", str(inputs["broken"]), "-o", str(tmp_path / "o")]
+    )
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "broken.png" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_invalid_study_option_is_a_usage_error(
+    inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        [
+            "--settings", str(settings_file), "convert", str(inputs["scan"]),
+            "-o", str(tmp_path / "o"), "--birth-date", "20230231",
+        ]
+    )
+    assert status == 2
+    assert "20230231" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert"]) == 2
+    assert main(["no-such-command"]) == 2
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_image_transfer_syntax_option(
+    inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(
+        [
+            "convert", str(inputs["scan"]), "-o", str(tmp_path / "o"), "--json",
+            "--settings", str(settings_file), "--image-transfer-syntax", "jpeg-baseline",
+            "--jpeg-quality", "75",
+        ]
+    )
+    assert status == 0
+    output = json.loads(capsys.readouterr().out)["inputs"][0]["outputs"][0]
+    assert output["action"] == "encoded"
+    assert output["transfer_syntax_uid"] == "1.2.840.10008.1.2.4.50"
+
+
+def test_config_init_show_check(settings_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--settings", str(settings_file), "config", "check"]) == 0
+    assert "defaults" in capsys.readouterr().out
+    assert main(["--settings", str(settings_file), "config", "init"]) == 0
+    written = json.loads(settings_file.read_text(encoding="utf-8"))
+    assert set(written) >= {"main", "non_dicom", "dicom"}
+    assert written["main"]["ae_title"] == "SENDTOPACS"
+    assert main(["--settings", str(settings_file), "config", "init"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["config", "show", "--settings", str(settings_file)]) == 0
+    shown = capsys.readouterr().out
+    assert "main.ae_title" in shown
+    assert "SENDTOPACS" in shown
+    assert main(["--json", "config", "check", "--settings", str(settings_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_bad_settings_file_names_the_key(
+    settings_file: Path, tmp_path: Path, inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_file.write_text(
+        json.dumps({"main": {"ae_title": "THIS-AE-TITLE-IS-TOO-LONG"}}), encoding="utf-8"
+    )
+    assert main(["--settings", str(settings_file), "config", "check"]) == 2
+    err = capsys.readouterr().err
+    assert "main.ae_title" in err
+    assert "THIS-AE-TITLE-IS-TOO-LONG" in err
+    status = main(
+        ["--settings", str(settings_file), "convert", str(inputs["scan"]), "-o", str(tmp_path / "o")]
+    )
+    assert status == 2
+
+
+def test_python_dash_m_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sendtopacs_adapters", "--help"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0
+    assert "convert" in result.stdout
