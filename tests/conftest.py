@@ -15,6 +15,7 @@ from typing import Final
 
 import pydicom.config
 import pytest
+
 from tests._peers import (
     Dciodvfy,
     DciodvfyResult,

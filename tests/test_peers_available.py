@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests._peers import Dciodvfy, Dcmdump, DcmdumpError, find_dcmtk, is_dcmtk, require_tool
 
 pytestmark = pytest.mark.interop

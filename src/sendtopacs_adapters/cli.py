@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -70,23 +71,36 @@ def default_settings_path() -> Path:
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     default: Any = argparse.SUPPRESS if suppress else None
     parser.add_argument(
-        "--settings", type=Path, default=default, metavar="FILE",
+        "--settings",
+        type=Path,
+        default=default,
+        metavar="FILE",
         help=f"settings file (default: {default_settings_path()})",
     )
     parser.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
         help="print one JSON document on stdout and nothing else there",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=argparse.SUPPRESS if suppress else 0,
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS if suppress else 0,
         help="more log output (repeat for debug; debug output may contain patient data)",
     )
     parser.add_argument(
-        "-q", "--quiet", action="count", default=argparse.SUPPRESS if suppress else 0,
+        "-q",
+        "--quiet",
+        action="count",
+        default=argparse.SUPPRESS if suppress else 0,
         help="less log output",
     )
     parser.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS if suppress else False,
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
         help="show tracebacks and debug logs",
     )
 
@@ -124,19 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     convert = commands.add_parser(
-        "convert", help="convert images and PDFs into DICOM files",
+        "convert",
+        help="convert images and PDFs into DICOM files",
         description="Convert images and PDFs into DICOM files in an output folder.",
-        epilog=_EPILOG_CONVERT, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_CONVERT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(convert, suppress=True)
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE", help="input files")
     convert.add_argument(
-        "-o", "--output", required=True, type=Path, metavar="DIR",
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="DIR",
         help="output folder (created if missing; receives only DICOM files)",
     )
     convert.add_argument("--sop-class", metavar="UID", help="SOP Class UID for every file")
     convert.add_argument(
-        "--image-transfer-syntax", choices=[str(v) for v in ImageTransferSyntax],
+        "--image-transfer-syntax",
+        choices=[str(v) for v in ImageTransferSyntax],
         help="auto: pass JPEG through, else uncompressed; explicit-le; jpeg-baseline",
     )
     convert.add_argument("--jpeg-quality", type=int, metavar="1-100", help="for jpeg-baseline")
@@ -144,11 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--video-format", choices=[str(v) for v in VideoFormat], help="for video inputs"
     )
     convert.add_argument("--charset", metavar="CHARSET", help="Specific Character Set or auto")
+    convert.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes converting in parallel (default: the number of CPUs, at most 4)",
+    )
     _study_options(convert)
     convert.set_defaults(handler=_cmd_convert)
 
     demo = commands.add_parser(
-        "demo", help="installation check: convert sample files and show the result",
+        "demo",
+        help="installation check: convert sample files and show the result",
         description=(
             "Installation check: make sample files (a JPEG photo, a PNG screenshot, a PDF), "
             "convert them for a demo patient and show what was written. Later releases add a "
@@ -164,11 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     config = commands.add_parser(
-        "config", help="create, show or check the settings file",
+        "config",
+        help="create, show or check the settings file",
         description="Create, show or check settings.json.",
-        epilog=_EPILOG_CONFIG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_CONFIG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(config, suppress=True)
+    config.set_defaults(help_parser=config)
     actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
     init = actions.add_parser("init", help="write a settings file with every default")
     _global_options(init, suppress=True)
@@ -215,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging.configure(2 if debug else args.verbose - args.quiet)
     handler: Callable[[_Context], int] | None = getattr(args, "handler", None)
     if handler is None:
-        (parser if args.command is None else _subparser(parser, args.command)).print_help(err)
+        help_parser: argparse.ArgumentParser = getattr(args, "help_parser", parser)
+        help_parser.print_help(err)
         return EXIT_USAGE
     context = _Context(args=args, out=out, err=err)
     try:
@@ -226,14 +258,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(context, str(exc), EXIT_USAGE, exc)
     except SendToPacsError as exc:
         return _fail(context, str(exc), EXIT_PARTIAL, exc)
-
-
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            found: argparse.ArgumentParser = action.choices[name]
-            return found
-    return parser
 
 
 def _fail(context: _Context, message: str, status: int, exc: BaseException) -> int:
@@ -287,7 +311,10 @@ def _cmd_convert(context: _Context) -> int:
     args = context.args
     settings = _settings_for_convert(context.load_settings(), args)
     study = _study_from(args)
-    report = Converter(settings).convert(args.files, study, out_dir=args.output)
+    workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
+    if workers < 1:
+        raise UsageError(f"--workers must be at least 1 (found {workers})")
+    report = Converter(settings, workers=workers).convert(args.files, study, out_dir=args.output)
     if args.json:
         context.emit_json(_report_document(report, args.files))
     else:
@@ -427,4 +454,3 @@ def _cmd_config_check(context: _Context) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

@@ -1,13 +1,13 @@
 """sendtopacs_core: turn clinic files into valid DICOM and deliver them to PACS."""
 
-from sendtopacs_core._version import __version__
-from sendtopacs_core.convert import (
+from sendtopacs_core._results import (
     ConversionAction,
     ConversionFailure,
     ConversionReport,
     ConvertedFile,
-    Converter,
 )
+from sendtopacs_core._version import __version__
+from sendtopacs_core.convert import Converter
 from sendtopacs_core.errors import (
     ConfigError,
     ConversionError,
@@ -18,6 +18,7 @@ from sendtopacs_core.errors import (
     SendToPacsWarning,
     UnsupportedMediaError,
 )
+from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
     ConversionType,
     ImageTransferSyntax,
@@ -27,8 +28,13 @@ from sendtopacs_core.model import (
     TagPattern,
     VideoFormat,
 )
-from sendtopacs_core.media.samples import make_sample_files
-from sendtopacs_core.settings import DicomSettings, MainSettings, NonDicomSettings, Settings
+from sendtopacs_core.settings import (
+    DicomSettings,
+    MainSettings,
+    NonDicomSettings,
+    SettingExplanation,
+    Settings,
+)
 
 __all__ = [
     "ConfigError",
@@ -49,6 +55,7 @@ __all__ = [
     "PatientSex",
     "SendToPacsError",
     "SendToPacsWarning",
+    "SettingExplanation",
     "Settings",
     "SopClassRule",
     "Study",

@@ -43,7 +43,7 @@ def charset_terms(configured: str) -> list[str]:
     terms = configured.split("\\")
     if terms[0] in _MULTIBYTE_2022:
         terms.insert(0, "ISO 2022 IR 6")
-    return ["ISO 2022 IR 6" if not term else term for term in terms]
+    return [term or "ISO 2022 IR 6" for term in terms]
 
 
 def _text_values(dataset: Dataset) -> Iterator[tuple[str, str]]:
@@ -102,9 +102,7 @@ def apply_charset(dataset: Dataset, configured: str = AUTO) -> list[str] | None:
     encodings = convert_encodings(terms)
     for keyword, text in found:
         if not _can_encode(text, encodings):
-            bad = next(
-                (char for char in text if not _can_encode(char, encodings)), text[:1]
-            )
+            bad = next((char for char in text if not _can_encode(char, encodings)), text[:1])
             written = "\\".join(terms)
             raise InvalidValueError(
                 keyword,

@@ -1,9 +1,10 @@
 """The Converter: NON-DICOM files (images, PDFs) to DICOM files.
 
-Data flow for one call: inspect each input (content sniffing, SHA-256) -> rules (SOP class) ->
-media (decode or pass through) -> iods (datasets) -> tag patterns and character set -> files
-written atomically into the output folder. Every input succeeds or fails on its own; the report
-lists both.
+Data flow for one call: plan (inspect each input: content sniffing, SHA-256, rules -> SOP
+class; derive the study and series UIDs; assign instance numbers and output names) -> run one
+job per input (:mod:`sendtopacs_core._job`: media -> iods -> tag patterns and character set ->
+atomic write), sequentially or in worker processes -> one report. Every input succeeds or fails
+on its own.
 """
 
 from __future__ import annotations
@@ -11,37 +12,31 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
-from enum import StrEnum
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import attrs
-from pydicom import dcmwrite
-from pydicom.datadict import dictionary_VR
-from pydicom.dataset import Dataset
-from pydicom.uid import UID
 
-from sendtopacs_core._vr import parse_tag, tag_label
-from sendtopacs_core.charset import apply_charset
-from sendtopacs_core.errors import (
-    ConversionError,
-    CorruptMediaError,
-    InvalidValueError,
-    UnsupportedMediaError,
+from sendtopacs_core._job import Batch, Job, run_job
+from sendtopacs_core._results import (
+    ConversionAction,
+    ConversionFailure,
+    ConversionReport,
+    ConvertedFile,
 )
-from sendtopacs_core.iods._modules import ObjectContext
-from sendtopacs_core.iods.encapsulated_pdf import build_encapsulated_pdf
-from sendtopacs_core.iods.secondary_capture import build_secondary_capture
-from sendtopacs_core.media.image import JpegImage, RasterImage, encode_baseline_jpeg, read_image
+from sendtopacs_core.errors import ConversionError, CorruptMediaError, UnsupportedMediaError
+from sendtopacs_core.media.image import count_pages
 from sendtopacs_core.media.kind import IMAGE_EXTENSIONS, MediaKind, sniff
-from sendtopacs_core.media.pdf import read_pdf
-from sendtopacs_core.model import ImageTransferSyntax, Study
-from sendtopacs_core.rules import IodChoice, choose_iod
+from sendtopacs_core.model import Study
+from sendtopacs_core.rules import choose_iod
 from sendtopacs_core.settings import Settings
-from sendtopacs_core.tags import apply_tag_patterns
-from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
+from sendtopacs_core.uids import derive_uid
 
 __all__ = [
     "ConversionAction",
@@ -52,100 +47,22 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
-_SERIES_NUMBER: Final = {MediaKind.IMAGE: 1, MediaKind.PDF: 2, MediaKind.VIDEO: 3}
-
-
-class ConversionAction(StrEnum):
-    """What was done to the content of an input."""
-
-    PASSED_THROUGH = "passed-through"
-    """The compressed data was stored unchanged (baseline JPEG)."""
-    DECODED = "decoded"
-    """The input was decoded and its pixels stored without further loss."""
-    ENCODED = "encoded"
-    """The pixels were encoded anew (baseline JPEG at the configured quality)."""
-    ENCAPSULATED = "encapsulated"
-    """The document was stored byte for byte (PDF)."""
-
-
-@attrs.frozen(kw_only=True)
-class ConvertedFile:
-    """One DICOM file written for an input (a multi-page input gives several)."""
-
-    source: Path
-    path: Path
-    sop_class_uid: str
-    sop_instance_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
-    transfer_syntax_uid: str
-    action: ConversionAction
-    reason: str
-    page: int = 0
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def sop_class_name(self) -> str:
-        """The SOP class's name (``Secondary Capture Image Storage``), or its UID if unknown."""
-        return _uid_name(self.sop_class_uid)
-
-    @property
-    def transfer_syntax_name(self) -> str:
-        """The transfer syntax's name (``JPEG Baseline (Process 1)``)."""
-        return _uid_name(self.transfer_syntax_uid)
-
-
-@attrs.frozen(kw_only=True)
-class ConversionFailure:
-    """An input that could not be converted, and why."""
-
-    source: Path
-    error: ConversionError
-
-
-@attrs.frozen(kw_only=True)
-class ConversionReport:
-    """The outcome of :meth:`Converter.convert`: the files written and the inputs that failed.
-
-    Iterating over a report yields the :class:`ConvertedFile` entries.
-    """
-
-    study_instance_uid: str
-    files: tuple[ConvertedFile, ...]
-    failures: tuple[ConversionFailure, ...]
-
-    @property
-    def ok(self) -> bool:
-        """Whether every input was converted."""
-        return not self.failures
-
-    def __iter__(self) -> Iterator[ConvertedFile]:
-        return iter(self.files)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def raise_for_failures(self) -> None:
-        """Raise the first failure's :class:`ConversionError`, if any input failed."""
-        if self.failures:
-            raise self.failures[0].error
-
-
-@attrs.frozen(kw_only=True)
-class _Input:
-    index: int
-    path: Path
-    digest: str
-    choice: IodChoice
-
-
-def _uid_name(uid: str) -> str:
-    name = UID(uid).name
-    return name if name != uid else uid
+_TIFF_MAGIC: Final = (b"II*\x00", b"MM\x00*")
+#: Below this many inputs per worker, starting workers costs more than it saves.
+_MIN_JOBS_PER_WORKER: Final = 8
+_T = TypeVar("_T")
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now().astimezone()
+
+
+@attrs.frozen(kw_only=True)
+class _Planned:
+    """An input after inspection: its job, or the earlier input with the same content."""
+
+    job: Job
+    same_as: int | None
 
 
 class Converter:
@@ -156,6 +73,10 @@ class Converter:
     settings
         The settings (``main``, ``non_dicom`` and ``dicom`` sections are used); defaults when
         ``None``.
+    workers
+        How many processes convert a large batch in parallel (1: all in this process). Worker
+        processes are forked on Linux when this process runs no other threads; elsewhere they
+        are spawned.
     clock
         Returns the current time (with time zone); injected by tests.
 
@@ -164,12 +85,21 @@ class Converter:
     >>> from sendtopacs_core import Converter, Study
     >>> report = Converter().convert(["photo.jpg"], Study(patient_id="123"), out_dir="out")
     ... # doctest: +SKIP
+    >>> [(f.path.name, f.action) for f in report]  # doctest: +SKIP
+    [('photo.dcm', <ConversionAction.PASSED_THROUGH: 'passed-through'>)]
     """
 
     def __init__(
-        self, settings: Settings | None = None, *, clock: Callable[[], dt.datetime] = _now
+        self,
+        settings: Settings | None = None,
+        *,
+        workers: int = 1,
+        clock: Callable[[], dt.datetime] = _now,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1 (found {workers})")
         self._settings = settings if settings is not None else Settings()
+        self._workers = workers
         self._clock = clock
 
     def convert(
@@ -184,7 +114,8 @@ class Converter:
         All inputs of one call share one study (the given Study Instance UID, or one derived
         from the study data, or from the inputs when no study data is given) and one series per
         SOP class; instance numbers follow the input order. The same inputs with the same study
-        and settings always give the same UIDs.
+        and settings always give the same UIDs. An input whose content equals an earlier one's
+        is converted once.
 
         Returns
         -------
@@ -202,240 +133,175 @@ class Converter:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConversionError(out, f"cannot create the output folder: {exc}") from exc
-        now = self._clock()
-        inputs: list[_Input] = []
         failures: dict[int, ConversionFailure] = {}
-        for index, raw in enumerate(paths):
-            path = Path(raw)
-            try:
-                inputs.append(self._inspect(index, path))
-            except ConversionError as exc:
-                failures[index] = ConversionFailure(source=path, error=exc)
-        study_uid = study.study_instance_uid or _derive_study_uid(study, inputs)
-        series = _series_uids(study_uid, inputs)
-        numbers: dict[str, int] = {}
-        names: set[str] = set()
-        done: dict[tuple[str, str], list[ConvertedFile]] = {}
+        inspected: list[tuple[int, Path, str, MediaKind, int]] = []
+        sources = [Path(raw) for raw in paths]
+        with self._executor(len(sources)) as pool:
+            for index, (path, facts) in enumerate(
+                zip(
+                    sources,
+                    pool.map(_inspect, sources, chunksize=_chunk(len(sources), self._workers)),
+                    strict=True,
+                )
+            ):
+                if isinstance(facts, ConversionError):
+                    failures[index] = ConversionFailure(source=path, error=facts)
+                else:
+                    inspected.append((index, path, *facts))
+            planned, batch = self._plan(inspected, study, out)
+            jobs = [p.job for p in planned if p.same_as is None]
+            outcomes = {
+                job.index: outcome
+                for job, outcome in zip(
+                    jobs,
+                    pool.map(
+                        run_job,
+                        [batch] * len(jobs),
+                        jobs,
+                        chunksize=_chunk(len(jobs), self._workers),
+                    ),
+                    strict=True,
+                )
+            }
         files: list[ConvertedFile] = []
-        for item in inputs:
-            key = (item.digest, item.choice.sop_class_uid)
-            if key in done:
-                files.extend(_duplicate(previous, item.path) for previous in done[key])
-                continue
-            try:
-                written = self._convert_one(
-                    item, study, study_uid, series, numbers, names, out, now
-                )
-            except ConversionError as exc:
-                failures[item.index] = ConversionFailure(source=item.path, error=exc)
-                continue
-            done[key] = written
-            files.extend(written)
-        ordered = [failures[k] for k in sorted(failures)]
-        _LOGGER.info("converted %d file(s), %d failed", len(files), len(ordered))
+        for entry in planned:
+            job = entry.job
+            outcome = outcomes[job.index if entry.same_as is None else entry.same_as]
+            if isinstance(outcome, ConversionFailure):
+                error = outcome.error
+                if entry.same_as is not None:
+                    error = type(error)(job.path, error.reason)
+                failures[job.index] = ConversionFailure(source=job.path, error=error)
+            elif entry.same_as is None:
+                files.extend(outcome)
+            else:
+                files.extend(_duplicate(previous, job.path) for previous in outcome)
+        ordered = tuple(failures[index] for index in sorted(failures))
+        _LOGGER.info("converted %d file(s), %d input(s) failed", len(files), len(ordered))
         return ConversionReport(
-            study_instance_uid=study_uid, files=tuple(files), failures=tuple(ordered)
+            study_instance_uid=batch.study_instance_uid, files=tuple(files), failures=ordered
         )
 
-    # -- steps ------------------------------------------------------------------------------
+    # -- planning ---------------------------------------------------------------------------
 
-    def _inspect(self, index: int, path: Path) -> _Input:
-        extension = path.suffix.lower().lstrip(".")
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as stream:
-                head = stream.read(4096)
-                digest.update(head)
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(block)
-        except IsADirectoryError as exc:
-            raise CorruptMediaError(path, "it is a folder, not a file") from exc
-        except OSError as exc:
-            raise CorruptMediaError(path, f"cannot read the file: {exc.strerror or exc}") from exc
-        if not head:
-            raise CorruptMediaError(path, "empty file (0 bytes)")
-        kind = sniff(head, path)
-        if kind is None:
-            if extension == "pdf":
-                kind = MediaKind.PDF  # read_pdf says why it is not one
-            elif extension in IMAGE_EXTENSIONS:
-                kind = MediaKind.IMAGE  # the image reader says why it is not one
+    def _plan(
+        self, inspected: list[tuple[int, Path, str, MediaKind, int]], study: Study, out: Path
+    ) -> tuple[list[_Planned], Batch]:
+        """UIDs, instance numbers and output names, decided before any job runs."""
+        non_dicom = self._settings.non_dicom
+        choices = [
+            choose_iod(path, kind, non_dicom.rule_for(path.suffix))
+            for _, path, _, kind, _ in inspected
+        ]
+        parts = study.identifying_parts() or [
+            "content",
+            *sorted(digest for _, _, digest, _, _ in inspected),
+        ]
+        study_uid = study.study_instance_uid or derive_uid("study", parts)
+        digests_by_class: dict[str, list[str]] = {}
+        for (_, _, digest, _, _), choice in zip(inspected, choices, strict=True):
+            digests_by_class.setdefault(choice.sop_class_uid, []).append(digest)
+        series = {
+            sop_class: derive_uid("series", [study_uid, sop_class, *digests])
+            for sop_class, digests in digests_by_class.items()
+        }
+        next_number: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
+        used_names: set[str] = set()
+        planned: list[_Planned] = []
+        for (index, path, digest, _, pages), choice in zip(inspected, choices, strict=True):
+            key = (digest, choice.sop_class_uid)
+            same_as = seen.get(key)
+            first = next_number.get(choice.sop_class_uid, 1)
+            if same_as is None:
+                seen[key] = index
+                next_number[choice.sop_class_uid] = first + pages
+                targets = tuple(_output_path(out, path, page, used_names) for page in range(pages))
             else:
-                raise UnsupportedMediaError(
-                    path, f"unknown kind of file ({'.' + extension if extension else 'no extension'}"
-                    "): not an image, a PDF or a video"
-                )
-        if kind is MediaKind.DICOM:
-            raise UnsupportedMediaError(path, "already a DICOM file: send it as it is")
-        if kind is MediaKind.VIDEO:
-            raise UnsupportedMediaError(path, "video conversion is not supported yet")
-        rule = self._settings.non_dicom.rule_for(extension)
-        return _Input(
-            index=index, path=path, digest=digest.hexdigest(), choice=choose_iod(path, kind, rule)
+                targets = ()
+            job = Job(
+                index=index,
+                path=path,
+                digest=digest,
+                choice=choice,
+                first_instance_number=first,
+                targets=targets,
+            )
+            planned.append(_Planned(job=job, same_as=same_as))
+        batch = Batch(
+            settings=self._settings,
+            study=study,
+            study_instance_uid=study_uid,
+            series_instance_uids=series,
+            now=self._clock(),
+        )
+        return planned, batch
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _executor(self, inputs: int) -> Executor:
+        """Worker processes for a large batch; this process alone for a small one."""
+        workers = min(self._workers, inputs // _MIN_JOBS_PER_WORKER)
+        if workers <= 1:
+            return _InProcess()
+        method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context(method)
         )
 
-    def _convert_one(
-        self,
-        item: _Input,
-        study: Study,
-        study_uid: str,
-        series: dict[str, str],
-        numbers: dict[str, int],
-        names: set[str],
-        out: Path,
-        now: dt.datetime,
-    ) -> list[ConvertedFile]:
-        non_dicom = self._settings.non_dicom
-        choice = item.choice
-        series_uid = series[choice.sop_class_uid]
-        base_warnings = (choice.warning,) if choice.warning else ()
-        recipe = f"{RECIPE_VERSION}:{non_dicom.image_transfer_syntax}:{non_dicom.jpeg_quality}"
-        results: list[ConvertedFile] = []
-        for page, (dataset_for, action, reason, warns) in enumerate(self._contents(item)):
-            numbers[series_uid] = numbers.get(series_uid, 0) + 1
-            sop_uid = derive_uid("instance", [series_uid, item.digest, str(page), recipe])
-            context = ObjectContext(
-                study=study,
-                study_instance_uid=study_uid,
-                series_instance_uid=series_uid,
-                series_number=_SERIES_NUMBER[choice.kind],
-                instance_number=numbers[series_uid],
-                sop_class_uid=choice.sop_class_uid,
-                sop_instance_uid=sop_uid,
-                modality=study.modality or non_dicom.default_modality,
-                conversion_type=choice.rule.conversion_type,
-                burned_in_annotation=choice.rule.burned_in_annotation,
-                institution_name=self._settings.main.institution_name,
-                station_name=self._settings.main.station_name,
-                source_ae_title=self._settings.main.ae_title,
-                now=now,
-            )
-            try:
-                dataset = dataset_for(context)
-                self._finish(dataset, study)
-            except (InvalidValueError, ValueError) as exc:
-                raise ConversionError(item.path, str(exc)) from exc
-            target = _output_path(out, item.path, page, names)
-            _write(dataset, target, item.path)
-            results.append(
-                ConvertedFile(
-                    source=item.path,
-                    path=target,
-                    sop_class_uid=choice.sop_class_uid,
-                    sop_instance_uid=sop_uid,
-                    study_instance_uid=study_uid,
-                    series_instance_uid=series_uid,
-                    transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-                    action=action,
-                    reason=reason,
-                    page=page,
-                    warnings=base_warnings + warns,
-                )
-            )
-            _LOGGER.debug("converted %s page %d to %s", item.path, page, target)
-        return results
 
-    def _contents(
-        self, item: _Input
-    ) -> Iterator[
-        tuple[Callable[[ObjectContext], Dataset], ConversionAction, str, tuple[str, ...]]
-    ]:
-        """For each object an input gives: its builder, what was done and why, warnings."""
-        if item.choice.kind is MediaKind.PDF:
-            document = read_pdf(item.path)
-            title = document.title or item.path.stem
+class _InProcess(Executor):
+    """An executor that runs everything at once in the calling thread."""
 
-            def build_pdf(context: ObjectContext) -> Dataset:
-                return build_encapsulated_pdf(document, context=context, title=title)
-
-            pages = "page" if document.pages == 1 else "pages"
-            yield build_pdf, ConversionAction.ENCAPSULATED, (
-                f"PDF of {document.pages} {pages} encapsulated unchanged"
-            ), ()
-            return
-        mode = self._settings.non_dicom.image_transfer_syntax
-        quality = self._settings.non_dicom.jpeg_quality
-        for image in read_image(item.path, pass_through=mode is not ImageTransferSyntax.EXPLICIT_LE):
-            yield self._image_content(image, mode, quality)
-
-    @staticmethod
-    def _image_content(
-        image: JpegImage | RasterImage, mode: ImageTransferSyntax, quality: int
-    ) -> tuple[Callable[[ObjectContext], Dataset], ConversionAction, str, tuple[str, ...]]:
-        if isinstance(image, JpegImage):
-
-            def build_jpeg(context: ObjectContext) -> Dataset:
-                return build_secondary_capture(image, context=context)
-
-            return build_jpeg, ConversionAction.PASSED_THROUGH, image.note, ()
-        if mode is ImageTransferSyntax.JPEG_BASELINE:
-            try:
-                encoded = encode_baseline_jpeg(image, quality=quality)
-            except ValueError as exc:
-                warning = f"kept uncompressed: {exc}"
-            else:
-                history = image.lossy
-                methods = [history.method] if history and history.method else []
-                ratios = [history.ratio] if history and history.method and history.ratio else []
-
-                def build_encoded(context: ObjectContext) -> Dataset:
-                    return build_secondary_capture(
-                        encoded,
-                        context=context,
-                        source_lossy=(methods, ratios, history is not None),
-                    )
-
-                reason = f"{image.note}; {encoded.note}" if image.note else encoded.note
-                return build_encoded, ConversionAction.ENCODED, reason, ()
-
-            def build_kept(context: ObjectContext) -> Dataset:
-                return build_secondary_capture(image, context=context)
-
-            return build_kept, ConversionAction.DECODED, image.note, (warning,)
-
-        def build_raster(context: ObjectContext) -> Dataset:
-            return build_secondary_capture(image, context=context)
-
-        return build_raster, ConversionAction.DECODED, image.note, ()
-
-    def _finish(self, dataset: Dataset, study: Study) -> None:
-        """Additional info tag, update-tag patterns, then the character set."""
-        non_dicom = self._settings.non_dicom
-        info = study.additional_info or non_dicom.additional_info_default
-        if non_dicom.additional_info_tag and info:
-            tag = parse_tag(non_dicom.additional_info_tag, "additional info tag")
-            dataset.add_new(tag, dictionary_VR(tag), info)
-            _check_value(dataset, tag)
-        apply_tag_patterns(dataset, self._settings.dicom.update_tags)
-        apply_charset(dataset, non_dicom.charset)
+    def map(self, fn: Callable[..., _T], *iterables: Iterable[Any], **_: Any) -> Iterator[_T]:
+        return iter([fn(*args) for args in zip(*iterables, strict=True)])
 
 
-def _check_value(dataset: Dataset, tag: int) -> None:
-    from pydicom import config  # noqa: PLC0415
-    from pydicom.valuerep import validate_value  # noqa: PLC0415
-
-    element = dataset[tag]
+def _inspect(path: Path) -> tuple[str, MediaKind, int] | ConversionError:
+    """The content's SHA-256, its kind and its page count, or the error naming the cause."""
     try:
-        validate_value(element.VR, element.value, config.RAISE)
-    except ValueError as exc:
-        raise InvalidValueError(tag_label(element.tag), element.value, str(exc)) from exc
+        return _facts(path)
+    except ConversionError as exc:
+        return exc
 
 
-def _derive_study_uid(study: Study, inputs: Sequence[_Input]) -> str:
-    parts = study.identifying_parts()
-    if not parts:
-        parts = ["content", *sorted(item.digest for item in inputs)]
-    return derive_uid("study", parts)
+def _facts(path: Path) -> tuple[str, MediaKind, int]:
+    extension = path.suffix.lower().lstrip(".")
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(4096)
+            digest.update(head)
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except IsADirectoryError as exc:
+        raise CorruptMediaError(path, "it is a folder, not a file") from exc
+    except OSError as exc:
+        raise CorruptMediaError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+    if not head:
+        raise CorruptMediaError(path, "empty file (0 bytes)")
+    kind = sniff(head, path)
+    if kind is None:
+        if extension == "pdf":
+            kind = MediaKind.PDF  # reading it says why it is not one
+        elif extension in IMAGE_EXTENSIONS:
+            kind = MediaKind.IMAGE  # reading it says why it is not one
+        else:
+            shown = f".{extension}" if extension else "no extension"
+            raise UnsupportedMediaError(
+                path, f"unknown kind of file ({shown}): not an image, a PDF or a video"
+            )
+    if kind is MediaKind.DICOM:
+        raise UnsupportedMediaError(path, "already a DICOM file: send it as it is")
+    if kind is MediaKind.VIDEO:
+        raise UnsupportedMediaError(path, "video conversion is not supported yet")
+    pages = count_pages(path) if head.startswith(_TIFF_MAGIC) else 1
+    return digest.hexdigest(), kind, pages
 
 
-def _series_uids(study_uid: str, inputs: Sequence[_Input]) -> dict[str, str]:
-    by_class: dict[str, list[str]] = {}
-    for item in inputs:
-        by_class.setdefault(item.choice.sop_class_uid, []).append(item.digest)
-    return {
-        sop_class: derive_uid("series", [study_uid, sop_class, *digests])
-        for sop_class, digests in by_class.items()
-    }
+def _chunk(tasks: int, workers: int) -> int:
+    """Tasks per message to a worker: few round trips, yet an even spread at the end."""
+    return max(1, tasks // (workers * 4))
 
 
 def _duplicate(previous: ConvertedFile, source: Path) -> ConvertedFile:
@@ -452,24 +318,15 @@ def _duplicate(previous: ConvertedFile, source: Path) -> ConvertedFile:
 def _output_path(out: Path, source: Path, page: int, used: set[str]) -> Path:
     """``<stem>.dcm`` (``<stem>-p002.dcm`` for later pages); unique within one call."""
     stem = source.stem or "file"
-    candidates = [f"{stem}.dcm", f"{source.name}.dcm"] if page == 0 else []
-    candidates.append(f"{stem}-p{page + 1:03d}.dcm" if page else f"{stem}-1.dcm")
+    if page == 0:
+        candidates = [f"{stem}.dcm", f"{source.name}.dcm"]
+    else:
+        candidates = [f"{stem}-p{page + 1:03d}.dcm", f"{source.name}-p{page + 1:03d}.dcm"]
     name = next((c for c in candidates if c not in used), None)
     counter = 2
-    while name is None or name in used:
-        name = f"{stem}-{counter}.dcm" if page == 0 else f"{stem}-p{page + 1:03d}-{counter}.dcm"
+    while name is None:
+        candidate = f"{candidates[0][:-4]}-{counter}.dcm"
+        name = candidate if candidate not in used else None
         counter += 1
     used.add(name)
     return out / name
-
-
-def _write(dataset: Dataset, target: Path, source: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
-        dcmwrite(temporary, dataset, enforce_file_format=True)
-        os.replace(temporary, target)
-    except (OSError, ValueError) as exc:
-        temporary.unlink(missing_ok=True)
-        raise ConversionError(source, f"cannot write {target}: {exc}") from exc
-

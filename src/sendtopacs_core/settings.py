@@ -527,6 +527,8 @@ class Settings:
             ) from exc
         except _DuplicateKeyError as exc:
             raise ConfigError(str(exc), path=file) from exc
+        except RecursionError as exc:
+            raise ConfigError("invalid JSON: nested too deeply", path=file) from exc
         return cls._structure(obj, file)
 
     @classmethod
@@ -965,10 +967,12 @@ def _unknown_key_lines(exc: ForbiddenExtraKeysError, path: str) -> list[str]:
 
 
 def _json(value: object) -> str:
+    """A found value as JSON on one line (invisible characters escaped), shortened."""
     try:
         text = json.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -21,8 +21,25 @@ __all__ = ["Template", "apply_tag_patterns", "parse_template"]
 
 #: VRs whose value a text template can set.
 _TEXT_VRS: Final = frozenset(
-    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI",
-     "UR", "UT"}
+    {
+        "AE",
+        "AS",
+        "CS",
+        "DA",
+        "DS",
+        "DT",
+        "IS",
+        "LO",
+        "LT",
+        "PN",
+        "SH",
+        "ST",
+        "TM",
+        "UC",
+        "UI",
+        "UR",
+        "UT",
+    }
 )
 
 
@@ -40,10 +57,11 @@ class Template:
 
 
 def _value_text(dataset: Dataset, tag: BaseTag) -> str:
-    element = dataset.get(tag)
-    if element is None or element.value is None:
+    if tag not in dataset:
         return ""
-    value = element.value
+    value = dataset[tag].value
+    if value is None:
+        return ""
     if isinstance(value, MultiValue | list):
         return "\\".join(str(v) for v in value)
     return str(value)

@@ -47,7 +47,7 @@ IMPLEMENTATION_CLASS_UID: Final = check_ui(derive_uid("implementation", ["sendto
 
 
 def _version_name(version: str) -> str:
-    release = version.split("+")[0].split(".dev")[0]
+    release = version.split("+", maxsplit=1)[0].split(".dev", maxsplit=1)[0]
     name = "SENDTOPACS_" + "_".join(release.split(".")[:2])
     return check_sh(name[:16])
 

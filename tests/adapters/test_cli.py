@@ -40,10 +40,23 @@ def test_convert_json_reports_each_input(
     out = tmp_path / "new" / "out"
     status = main(
         [
-            "--settings", str(settings_file), "--json", "convert",
-            str(inputs["photo"]), str(inputs["report"]), str(inputs["broken"]),
-            "-o", str(out), "--patient-id", "12345", "--patient-name", "Müller^Anna",
-            "--study-description", "Wound photo", "--sex", "F",
+            "--settings",
+            str(settings_file),
+            "--json",
+            "convert",
+            str(inputs["photo"]),
+            str(inputs["report"]),
+            str(inputs["broken"]),
+            "-o",
+            str(out),
+            "--patient-id",
+            "12345",
+            "--patient-name",
+            "Müller^Anna",
+            "--study-description",
+            "Wound photo",
+            "--sex",
+            "F",
         ]
     )
     captured = capsys.readouterr()
@@ -51,7 +64,9 @@ def test_convert_json_reports_each_input(
     document = json.loads(captured.out)
     assert document["ok"] is False
     assert [i["source"] for i in document["inputs"]] == [
-        str(inputs["photo"]), str(inputs["report"]), str(inputs["broken"])
+        str(inputs["photo"]),
+        str(inputs["report"]),
+        str(inputs["broken"]),
     ]
     photo, report, broken = document["inputs"]
     (output,) = photo["outputs"]
@@ -72,7 +87,14 @@ def test_convert_human_output_and_exit_zero(
     inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = main(
-        ["convert", str(inputs["scan"]), "-o", str(tmp_path / "out"), "--settings", str(settings_file)]
+        [
+            "convert",
+            str(inputs["scan"]),
+            "-o",
+            str(tmp_path / "out"),
+            "--settings",
+            str(settings_file),
+        ]
     )
     captured = capsys.readouterr()
     assert status == 0
@@ -85,7 +107,14 @@ def test_convert_failure_is_one_line_on_stderr(
     inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = main(
-        ["--settings", str(settings_file), "convert", str(inputs["broken"]), "-o", str(tmp_path / "o")]
+        [
+            "--settings",
+            str(settings_file),
+            "convert",
+            str(inputs["broken"]),
+            "-o",
+            str(tmp_path / "o"),
+        ]
     )
     captured = capsys.readouterr()
     assert status == 1
@@ -98,8 +127,14 @@ def test_invalid_study_option_is_a_usage_error(
 ) -> None:
     status = main(
         [
-            "--settings", str(settings_file), "convert", str(inputs["scan"]),
-            "-o", str(tmp_path / "o"), "--birth-date", "20230231",
+            "--settings",
+            str(settings_file),
+            "convert",
+            str(inputs["scan"]),
+            "-o",
+            str(tmp_path / "o"),
+            "--birth-date",
+            "20230231",
         ]
     )
     assert status == 2
@@ -119,9 +154,17 @@ def test_image_transfer_syntax_option(
 ) -> None:
     status = main(
         [
-            "convert", str(inputs["scan"]), "-o", str(tmp_path / "o"), "--json",
-            "--settings", str(settings_file), "--image-transfer-syntax", "jpeg-baseline",
-            "--jpeg-quality", "75",
+            "convert",
+            str(inputs["scan"]),
+            "-o",
+            str(tmp_path / "o"),
+            "--json",
+            "--settings",
+            str(settings_file),
+            "--image-transfer-syntax",
+            "jpeg-baseline",
+            "--jpeg-quality",
+            "75",
         ]
     )
     assert status == 0
@@ -158,7 +201,14 @@ def test_bad_settings_file_names_the_key(
     assert "main.ae_title" in err
     assert "THIS-AE-TITLE-IS-TOO-LONG" in err
     status = main(
-        ["--settings", str(settings_file), "convert", str(inputs["scan"]), "-o", str(tmp_path / "o")]
+        [
+            "--settings",
+            str(settings_file),
+            "convert",
+            str(inputs["scan"]),
+            "-o",
+            str(tmp_path / "o"),
+        ]
     )
     assert status == 2
 
@@ -166,7 +216,9 @@ def test_bad_settings_file_names_the_key(
 def test_python_dash_m_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sendtopacs_adapters", "--help"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0
     assert "convert" in result.stdout

@@ -450,3 +450,32 @@ def test_output_names_do_not_collide(corpus: dict[str, Path], tmp_path: Path) ->
     _corpus.photo(8, 8, seed=99).save(other)
     report = converter().convert([corpus["rgb.png"], other], STUDY, out_dir=tmp_path / "out")
     assert [f.path.name for f in report] == ["rgb.dcm", "rgb.bmp.dcm"]
+
+
+def test_worker_processes_give_the_same_result(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    inputs: list[Path] = []
+    for number in range(20):
+        path = folder / f"photo{number:02d}.{'jpg' if number % 2 else 'png'}"
+        _corpus.photo(32, 24, seed=100 + number).save(path, quality=90)
+        inputs.append(path)
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xdb garbage")
+    inputs.insert(5, broken)
+    alone = converter().convert(inputs, STUDY, out_dir=tmp_path / "one")
+    parallel = Converter(workers=2, clock=lambda: NOW).convert(
+        inputs, STUDY, out_dir=tmp_path / "two"
+    )
+    assert [(f.source, f.sop_instance_uid, f.path.name) for f in alone] == [
+        (f.source, f.sop_instance_uid, f.path.name) for f in parallel
+    ]
+    assert [f.source for f in parallel.failures] == [broken]
+    numbers = [pydicom.dcmread(f.path).InstanceNumber for f in parallel]
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == 20
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Converter(workers=0)

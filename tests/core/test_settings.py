@@ -914,6 +914,18 @@ def test_a_duplicate_key_is_an_error(tmp_path: Path) -> None:
         Settings.load(path)
 
 
+def test_absurdly_nested_json_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text('{"main": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="invalid JSON: nested too deeply"):
+        Settings.load(path)
+
+
+def test_invisible_characters_in_found_values_are_escaped() -> None:
+    (line,) = lines_of(config_error({"main": {"ae_title": ["a\u2028b\x85"]}}))
+    assert line == 'expected str @ $.main.ae_title (found ["a\\u2028b\\u0085"])'
+
+
 def test_an_unreadable_path_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the settings file") as caught:
         Settings.load(tmp_path)  # a folder

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -16,14 +18,14 @@ from sendtopacs_core.iods._modules import (
     da,
     tm,
 )
-from sendtopacs_core.media.pdf import PdfDocument
+
+if TYPE_CHECKING:
+    from sendtopacs_core.media.pdf import PdfDocument
 
 __all__ = ["build_encapsulated_pdf"]
 
 
-def build_encapsulated_pdf(
-    document: PdfDocument, *, context: ObjectContext, title: str
-) -> Dataset:
+def build_encapsulated_pdf(document: PdfDocument, *, context: ObjectContext, title: str) -> Dataset:
     """Build an Encapsulated PDF dataset with its file meta.
 
     The Modality is always ``DOC``; Burned In Annotation is ``YES`` unless the rule says the

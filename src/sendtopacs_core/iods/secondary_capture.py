@@ -99,7 +99,9 @@ def build_secondary_capture(
     if context.burned_in_annotation is not None:
         dataset.BurnedInAnnotation = "YES" if context.burned_in_annotation else "NO"
     add_lossy_compression(
-        dataset, methods=methods, ratios=ratios if len(ratios) == len(methods) else [],
+        dataset,
+        methods=methods,
+        ratios=ratios if len(ratios) == len(methods) else [],
         lossy=lossy,
     )
     _add_image_pixel_module(dataset, image)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from typing import Final
 
 import attrs
 import numpy as np
-from libjpeg.utils import decode as libjpeg_decode
 from PIL import Image
 
 from sendtopacs_core.errors import CorruptMediaError, UnsupportedMediaError
@@ -26,8 +26,8 @@ from sendtopacs_core.media import _pillow
 from sendtopacs_core.media.jpeg import (
     JpegFormatError,
     JpegInfo,
+    analyse_jpeg,
     is_lossless_process,
-    parse_jpeg,
     pass_through_refusal,
     photometric_for,
     strip_jpeg,
@@ -257,8 +257,7 @@ def _read_jpeg(
     path: str | os.PathLike[str], data: bytes, *, pass_through: bool
 ) -> JpegImage | RasterImage:
     try:
-        info = parse_jpeg(data)
-        stripped = strip_jpeg(data)
+        info, stripped = analyse_jpeg(data)
     except JpegFormatError as exc:
         raise CorruptMediaError(path, str(exc)) from exc
     _pillow.check_pixel_limit(path, info.columns, info.rows)
@@ -302,6 +301,8 @@ def _decode_with_libjpeg(
             "baseline only greyscale (1 component) is supported",
         )
     try:
+        from libjpeg.utils import decode as libjpeg_decode  # noqa: PLC0415 (rarely needed)
+
         values = libjpeg_decode(stripped)
     except RuntimeError as exc:
         raise CorruptMediaError(path, f"{kind} cannot be decoded by libjpeg: {exc}") from exc
@@ -409,3 +410,18 @@ def encode_baseline_jpeg(image: RasterImage, *, quality: int) -> JpegImage:
         ratio=image.uncompressed_size / len(data),
         note=f"encoded as baseline JPEG at quality {quality}",
     )
+
+
+def count_pages(path: str | os.PathLike[str]) -> int:
+    """How many entries :func:`read_image` gives for ``path``: a TIFF's pages, else 1.
+
+    Only the headers are read. A file that cannot be opened counts as 1 page; reading it
+    properly then reports the cause.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return int(getattr(im, "n_frames", 1)) if im.format == "TIFF" else 1
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 1

@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw
-from pypdf import PdfWriter
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["make_sample_files"]
 
 
 def _picture(width: int, height: int) -> Image.Image:
+    from PIL import Image, ImageDraw  # noqa: PLC0415 (kept out of the library's import time)
+
     image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
     red = Image.linear_gradient("L").rotate(90).resize((width, height))
     image = Image.merge("RGB", (red, image.getchannel("G"), image.getchannel("B")))
@@ -26,6 +29,8 @@ def _picture(width: int, height: int) -> Image.Image:
 
 def make_sample_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Write a JPEG photo, a PNG screenshot and a one-page PDF into ``folder``; return them."""
+    from pypdf import PdfWriter  # noqa: PLC0415 (kept out of the library's import time)
+
     target = Path(folder)
     target.mkdir(parents=True, exist_ok=True)
     photo = target / "sample-photo.jpg"

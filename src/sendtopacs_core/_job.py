@@ -1,0 +1,212 @@
+"""Converting one input: media -> iods -> tag patterns and character set -> an atomic write.
+
+A job carries everything it needs (planned by :mod:`sendtopacs_core.convert`: UIDs, instance
+numbers, output names), so jobs can run in any order and in worker processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import attrs
+from pydicom import config as pydicom_config
+from pydicom import dcmwrite
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.valuerep import validate_value
+
+from sendtopacs_core._results import ConversionAction, ConversionFailure, ConvertedFile
+from sendtopacs_core._vr import parse_tag, tag_label
+from sendtopacs_core.charset import apply_charset
+from sendtopacs_core.errors import ConversionError, InvalidValueError
+from sendtopacs_core.iods._modules import ObjectContext
+from sendtopacs_core.iods.encapsulated_pdf import build_encapsulated_pdf
+from sendtopacs_core.iods.secondary_capture import build_secondary_capture
+from sendtopacs_core.media.image import JpegImage, RasterImage, encode_baseline_jpeg, read_image
+from sendtopacs_core.media.kind import MediaKind
+from sendtopacs_core.model import ImageTransferSyntax, Study
+from sendtopacs_core.rules import IodChoice
+from sendtopacs_core.settings import Settings
+from sendtopacs_core.tags import apply_tag_patterns
+from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
+
+__all__ = ["Batch", "Job", "run_job"]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Series Number of each kind of object in a converted study.
+SERIES_NUMBER = {MediaKind.IMAGE: 1, MediaKind.PDF: 2, MediaKind.VIDEO: 3}
+
+_Content = tuple[Callable[[ObjectContext], Dataset], ConversionAction, str, tuple[str, ...]]
+
+
+@attrs.frozen(kw_only=True)
+class Batch:
+    """What every job of one :meth:`Converter.convert` call shares."""
+
+    settings: Settings
+    study: Study
+    study_instance_uid: str
+    series_instance_uids: Mapping[str, str]
+    now: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """One input to convert, with its planned instance numbers and output paths."""
+
+    index: int
+    path: Path
+    digest: str
+    choice: IodChoice
+    first_instance_number: int
+    targets: tuple[Path, ...]
+
+
+def run_job(batch: Batch, job: Job) -> list[ConvertedFile] | ConversionFailure:
+    """Convert one input; a :class:`ConversionError` becomes a failure, never a crash."""
+    try:
+        return _convert(batch, job)
+    except ConversionError as exc:
+        return ConversionFailure(source=job.path, error=exc)
+
+
+def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
+    settings = batch.settings
+    non_dicom = settings.non_dicom
+    choice = job.choice
+    series_uid = batch.series_instance_uids[choice.sop_class_uid]
+    base_warnings = (choice.warning,) if choice.warning else ()
+    recipe = f"{RECIPE_VERSION}:{non_dicom.image_transfer_syntax}:{non_dicom.jpeg_quality}"
+    results: list[ConvertedFile] = []
+    for page, (build, action, reason, warns) in enumerate(_contents(settings, job)):
+        if page >= len(job.targets):
+            raise ConversionError(job.path, "the file changed while it was being converted")
+        sop_uid = derive_uid("instance", [series_uid, job.digest, str(page), recipe])
+        context = ObjectContext(
+            study=batch.study,
+            study_instance_uid=batch.study_instance_uid,
+            series_instance_uid=series_uid,
+            series_number=SERIES_NUMBER[choice.kind],
+            instance_number=job.first_instance_number + page,
+            sop_class_uid=choice.sop_class_uid,
+            sop_instance_uid=sop_uid,
+            modality=batch.study.modality or non_dicom.default_modality,
+            conversion_type=choice.rule.conversion_type,
+            burned_in_annotation=choice.rule.burned_in_annotation,
+            institution_name=settings.main.institution_name,
+            station_name=settings.main.station_name,
+            source_ae_title=settings.main.ae_title,
+            now=batch.now,
+        )
+        try:
+            dataset = build(context)
+            _finish(settings, dataset, batch.study)
+        except ValueError as exc:  # InvalidValueError included
+            raise ConversionError(job.path, str(exc)) from exc
+        target = job.targets[page]
+        _write(dataset, target, job.path)
+        results.append(
+            ConvertedFile(
+                source=job.path,
+                path=target,
+                sop_class_uid=choice.sop_class_uid,
+                sop_instance_uid=sop_uid,
+                study_instance_uid=batch.study_instance_uid,
+                series_instance_uid=series_uid,
+                transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
+                action=action,
+                reason=reason,
+                page=page,
+                warnings=base_warnings + warns,
+            )
+        )
+        _LOGGER.debug("converted %s page %d to %s", job.path, page, target)
+    return results
+
+
+def _contents(settings: Settings, job: Job) -> Iterator[_Content]:
+    """For each object an input gives: its builder, what was done and why, warnings."""
+    if job.choice.kind is MediaKind.PDF:
+        from sendtopacs_core.media.pdf import read_pdf  # noqa: PLC0415 (pypdf loads slowly)
+
+        document = read_pdf(job.path)
+        title = document.title or job.path.stem
+
+        def build_pdf(context: ObjectContext) -> Dataset:
+            return build_encapsulated_pdf(document, context=context, title=title)
+
+        pages = "page" if document.pages == 1 else "pages"
+        reason = f"PDF of {document.pages} {pages} encapsulated unchanged"
+        yield build_pdf, ConversionAction.ENCAPSULATED, reason, ()
+        return
+    mode = settings.non_dicom.image_transfer_syntax
+    quality = settings.non_dicom.jpeg_quality
+    for image in read_image(job.path, pass_through=mode is not ImageTransferSyntax.EXPLICIT_LE):
+        yield _image_content(image, mode, quality)
+
+
+def _image_content(
+    image: JpegImage | RasterImage, mode: ImageTransferSyntax, quality: int
+) -> _Content:
+    def build_as_is(context: ObjectContext) -> Dataset:
+        return build_secondary_capture(image, context=context)
+
+    if isinstance(image, JpegImage):
+        return build_as_is, ConversionAction.PASSED_THROUGH, image.note, ()
+    if mode is not ImageTransferSyntax.JPEG_BASELINE:
+        return build_as_is, ConversionAction.DECODED, image.note, ()
+    try:
+        encoded = encode_baseline_jpeg(image, quality=quality)
+    except ValueError as exc:
+        return build_as_is, ConversionAction.DECODED, image.note, (f"kept uncompressed: {exc}",)
+    history = image.lossy
+    methods = [history.method] if history and history.method else []
+    ratios = [history.ratio] if history and history.method and history.ratio else []
+
+    def build_encoded(context: ObjectContext) -> Dataset:
+        return build_secondary_capture(
+            encoded, context=context, source_lossy=(methods, ratios, history is not None)
+        )
+
+    reason = f"{image.note}; {encoded.note}" if image.note else encoded.note
+    return build_encoded, ConversionAction.ENCODED, reason, ()
+
+
+def _finish(settings: Settings, dataset: Dataset, study: Study) -> None:
+    """Additional info tag, update-tag patterns, then the character set."""
+    non_dicom = settings.non_dicom
+    info = study.additional_info or non_dicom.additional_info_default
+    if non_dicom.additional_info_tag and info:
+        tag = parse_tag(non_dicom.additional_info_tag, "additional info tag")
+        dataset.add_new(tag, dictionary_VR(tag), info)
+        element = dataset[tag]
+        try:
+            validate_value(element.VR, element.value, pydicom_config.RAISE)
+        except ValueError as exc:
+            raise InvalidValueError(tag_label(element.tag), element.value, str(exc)) from exc
+    if settings.dicom.update_tags:
+        apply_tag_patterns(dataset, settings.dicom.update_tags)
+    apply_charset(dataset, non_dicom.charset)
+
+
+def _write(dataset: Dataset, target: Path, source: Path) -> None:
+    """Write atomically: encode in memory, write a temporary file in the folder, rename it."""
+    buffer = io.BytesIO()
+    try:
+        dcmwrite(buffer, dataset, enforce_file_format=True)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ConversionError(source, f"cannot encode the DICOM object: {exc}") from exc
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        with temporary.open("wb") as stream:
+            stream.write(buffer.getbuffer())
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConversionError(source, f"cannot write {target}: {exc.strerror or exc}") from exc
