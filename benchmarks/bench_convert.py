@@ -159,7 +159,9 @@ def _files_in(directory: Path) -> int:
     return sum(1 for path in directory.rglob("*") if path.is_file())
 
 
-def sendtopacs_command(files: Sequence[Path], out_dir: Path, settings: Path) -> list[str]:
+def sendtopacs_command(
+    files: Sequence[Path], out_dir: Path, settings: Path, workers: int
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -170,20 +172,30 @@ def sendtopacs_command(files: Sequence[Path], out_dir: Path, settings: Path) -> 
         *map(str, files),
         "-o",
         str(out_dir),
+        "--workers",
+        str(workers),
         *STUDY_OPTIONS,
     ]
 
 
-def measure_sendtopacs(label: str, files: Sequence[Path], work: Path) -> Measurement:
-    out_dir = work / f"out-{label.lower()}-sendtopacs"
+def measure_sendtopacs(label: str, files: Sequence[Path], work: Path, workers: int) -> Measurement:
+    out_dir = work / f"out-{label.lower()}-sendtopacs-{workers}"
     out_dir.mkdir()
     # A settings file that does not exist means defaults, whatever the user's own settings say.
-    argv = sendtopacs_command(files, out_dir, work / "no-settings.json")
+    argv = sendtopacs_command(files, out_dir, work / "no-settings.json", workers)
     wall_s, rss = run_measured(argv, log=work / "sendtopacs.log")
     written = _files_in(out_dir)
     if written != len(files):
         raise BenchmarkError(f"sendtopacs convert wrote {written} files for {len(files)} inputs")
-    return Measurement(f"{label}: sendtopacs convert (1 process)", len(files), wall_s, rss, 1)
+    how = "1 process" if workers == 1 else f"1 command, {workers} worker processes"
+    processes = 1 if workers == 1 else 1 + workers
+    return Measurement(
+        f"{label}: sendtopacs convert --workers {workers} ({how})",
+        len(files),
+        wall_s,
+        rss,
+        processes,
+    )
 
 
 def measure_img2dcm(img2dcm: Path, files: Sequence[Path], work: Path) -> Measurement:
@@ -279,21 +291,32 @@ def _verdict(met: bool) -> str:
 
 
 def render_table(
-    jpeg: Measurement, img2dcm: Measurement, png: Measurement, floor: Measurement
+    *,
+    jpeg: Measurement,
+    jpeg_one: Measurement,
+    img2dcm: Measurement,
+    png: Measurement,
+    png_one: Measurement,
+    floor: Measurement,
 ) -> tuple[str, bool]:
-    """The markdown report and whether every goal is met."""
-    rate_ratio = jpeg.files_per_s / img2dcm.files_per_s
-    time_ratio = png.wall_s / floor.wall_s
-    jpeg_met = rate_ratio >= JPEG_RATE_GOAL
-    png_met = time_ratio <= PNG_TIME_GOAL
+    """The markdown report and whether every goal is met (by the default, parallel runs)."""
+
+    def rate(m: Measurement) -> tuple[str, bool]:
+        ratio = m.files_per_s / img2dcm.files_per_s
+        return f"{ratio:.2f}x img2dcm's rate", ratio >= JPEG_RATE_GOAL
+
+    def time(m: Measurement) -> tuple[str, bool]:
+        ratio = m.wall_s / floor.wall_s
+        return f"{ratio:.2f}x the floor's time", ratio <= PNG_TIME_GOAL
+
+    (jpeg_text, jpeg_met), (jpeg_one_text, jpeg_one_met) = rate(jpeg), rate(jpeg_one)
+    (png_text, png_met), (png_one_text, png_one_met) = time(png), time(png_one)
     rows = [
-        (
-            jpeg,
-            f"{rate_ratio:.2f}x img2dcm's rate",
-            f">= {JPEG_RATE_GOAL:g}x: {_verdict(jpeg_met)}",
-        ),
+        (jpeg, jpeg_text, f">= {JPEG_RATE_GOAL:g}x: {_verdict(jpeg_met)}"),
+        (jpeg_one, jpeg_one_text, f"(>= {JPEG_RATE_GOAL:g}x: {_verdict(jpeg_one_met)})"),
         (img2dcm, "reference", ""),
-        (png, f"{time_ratio:.2f}x the floor's time", f"<= {PNG_TIME_GOAL:g}x: {_verdict(png_met)}"),
+        (png, png_text, f"<= {PNG_TIME_GOAL:g}x: {_verdict(png_met)}"),
+        (png_one, png_one_text, f"(<= {PNG_TIME_GOAL:g}x: {_verdict(png_one_met)})"),
         (floor, "reference", ""),
     ]
     lines = [
@@ -332,6 +355,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--workdir", type=Path, metavar="DIR", help="keep inputs and outputs here (default: temp)"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 4),
+        help="sendtopacs worker processes for the main runs (default: as the CLI, CPUs up to 4)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
@@ -344,16 +373,28 @@ def run(args: argparse.Namespace, work: Path) -> int:
     print(f"generating {args.count} JPEG and {args.count} PNG images in {work} ...", flush=True)
     jpegs, pngs = generate_inputs(args.count, work / "jpeg", work / "png")
 
-    print("measuring JPEG: sendtopacs convert ...", flush=True)
-    jpeg = measure_sendtopacs("JPEG", jpegs, work)
+    workers = args.workers
+    print(f"measuring JPEG: sendtopacs convert, {workers} worker(s) ...", flush=True)
+    jpeg = measure_sendtopacs("JPEG", jpegs, work, workers)
+    print("measuring JPEG: sendtopacs convert, 1 process ...", flush=True)
+    jpeg_one = measure_sendtopacs("JPEG", jpegs, work, 1)
     print("measuring JPEG: img2dcm, once per file ...", flush=True)
     img2dcm_run = measure_img2dcm(img2dcm, jpegs, work)
-    print("measuring PNG: sendtopacs convert ...", flush=True)
-    png = measure_sendtopacs("PNG", pngs, work)
+    print(f"measuring PNG: sendtopacs convert, {workers} worker(s) ...", flush=True)
+    png = measure_sendtopacs("PNG", pngs, work, workers)
+    print("measuring PNG: sendtopacs convert, 1 process ...", flush=True)
+    png_one = measure_sendtopacs("PNG", pngs, work, 1)
     print("measuring PNG: the floor ...", flush=True)
     floor = measure_floor(pngs, work)
 
-    table, all_met = render_table(jpeg, img2dcm_run, png, floor)
+    table, all_met = render_table(
+        jpeg=jpeg,
+        jpeg_one=jpeg_one,
+        img2dcm=img2dcm_run,
+        png=png,
+        png_one=png_one,
+        floor=floor,
+    )
     report = f"Machine: {machine_description(img2dcm)}\n\n{table}\n"
     print()
     print(report)

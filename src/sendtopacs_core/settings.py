@@ -1,5 +1,3 @@
-# size: one module by design: the settings.json schema, its checks and the only cattrs converter
-# (cattrs is confined here); the later sections (devices, monitors, api) may move out.
 """Settings: the whole ``settings.json``, loaded and written through one cattrs converter.
 
 The file is UTF-8 JSON with one object per section (``main``, ``non_dicom``, ``dicom``); every
@@ -11,10 +9,15 @@ path and the value, e.g.::
     settings.json: invalid value 'XXXXXXXXXXXXXXXXXXXX' @ $.main.ae_title: 20 characters; at most
     16 are allowed
 
+Three modules share the work: ``_settings_sections`` holds the section classes and their
+checks; this one holds :class:`Settings`, the converter between JSON and those classes (cattrs
+is confined here) and the wording of its errors; ``_settings_help`` describes each key for
+:meth:`Settings.explain`. Import the names from here: this module re-exports both.
+
 Later sections (``devices``, ``worklist_devices``, ``monitors``, ``api``) are added as further
 attrs fields of :class:`Settings`; the converter and :meth:`Settings.explain` handle any frozen
-attrs class, so a new section needs only its class, its field and its entries in
-:data:`DESCRIPTIONS`.
+attrs class, so a new section needs only its class (in ``_settings_sections``), its field here
+and its entries in :data:`DESCRIPTIONS` (in ``_settings_help``).
 """
 
 from __future__ import annotations
@@ -29,8 +32,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final, NamedTuple, Self
+from typing import Any, Self
 
 import attrs
 import cattrs
@@ -44,29 +46,16 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter as _make_json_converter
-from pydicom.uid import (
-    EncapsulatedPDFStorage,
-    SecondaryCaptureImageStorage,
-    VideoPhotographicImageStorage,
-)
 
-from sendtopacs_core._vr import (
-    check_ae_title,
-    check_charset,
-    check_cs,
-    check_lo,
-    check_sh,
-    check_tag,
-    validator,
+from sendtopacs_core._settings_help import DESCRIPTIONS, SettingExplanation, explain_rows
+from sendtopacs_core._settings_sections import (
+    DEFAULT_SOP_CLASS_RULES,
+    VIDEO_EXTENSIONS,
+    DicomSettings,
+    MainSettings,
+    NonDicomSettings,
 )
 from sendtopacs_core.errors import ConfigError, InvalidValueError
-from sendtopacs_core.model import (
-    ConversionType,
-    ImageTransferSyntax,
-    SopClassRule,
-    TagPattern,
-    VideoFormat,
-)
 
 __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
@@ -79,394 +68,6 @@ __all__ = [
     "Settings",
     "make_converter",
 ]
-
-#: Extensions the default video rule names.
-VIDEO_EXTENSIONS: Final = (
-    "mp4",
-    "m4v",
-    "mov",
-    "mpg",
-    "mpeg",
-    "m2v",
-    "ts",
-    "m2ts",
-    "mts",
-    "avi",
-    "mkv",
-    "webm",
-    "wmv",
-    "3gp",
-)
-
-#: The SOP class rules of a new installation: Secondary Capture for every file (the default),
-#: Encapsulated PDF for ``pdf`` and Video Photographic for the usual video extensions.
-DEFAULT_SOP_CLASS_RULES: Final = (
-    SopClassRule(
-        name=SecondaryCaptureImageStorage.name,
-        uid=str(SecondaryCaptureImageStorage),
-        extensions=("*",),
-        default=True,
-    ),
-    SopClassRule(
-        name=EncapsulatedPDFStorage.name,
-        uid=str(EncapsulatedPDFStorage),
-        extensions=("pdf",),
-        conversion_type=ConversionType.WSD,
-    ),
-    SopClassRule(
-        name=VideoPhotographicImageStorage.name,
-        uid=str(VideoPhotographicImageStorage),
-        extensions=VIDEO_EXTENSIONS,
-    ),
-)
-
-# -- normalising converters and validators ---------------------------------------------------
-
-
-def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
-def _strip_or_none(value: Any) -> Any:
-    """Strip text; an empty string means "not given"."""
-    if isinstance(value, str):
-        return value.strip() or None
-    return value
-
-
-def _to_tuple(value: Any) -> Any:
-    """Accept a list where a tuple is declared (a string stays a string and is rejected)."""
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _to_stripped_tuple(value: Any) -> Any:
-    """A list or tuple of texts, each stripped (other items are left for the validator)."""
-    value = _to_tuple(value)
-    if isinstance(value, tuple):
-        return tuple(_strip(item) for item in value)
-    return value
-
-
-def _to_path(value: Any) -> Any:
-    return Path(value) if isinstance(value, str) and value else value
-
-
-_is_bool: Final = attrs.validators.instance_of(bool)
-
-
-def _check_temp_dir(_instance: Any, attribute: Any, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, Path):
-        raise InvalidValueError(attribute.name, value, "expected a folder path")
-    if not value.is_absolute():
-        raise InvalidValueError(
-            attribute.name, str(value), "expected an absolute folder path (or null)"
-        )
-
-
-def _check_tuple(value: Any, field: str) -> tuple[Any, ...]:
-    if not isinstance(value, tuple):
-        raise InvalidValueError(field, value, "expected a list")
-    return value
-
-
-def _first_duplicate(values: tuple[str, ...]) -> tuple[int, int] | None:
-    """Indices (first, repeat) of the first value that occurs twice (case-insensitive)."""
-    seen: dict[str, int] = {}
-    for index, value in enumerate(values):
-        key = value.casefold()
-        if key in seen:
-            return seen[key], index
-        seen[key] = index
-    return None
-
-
-def _check_modalities(_instance: Any, attribute: Any, value: Any) -> None:
-    modalities = _check_tuple(value, attribute.name)
-    if not modalities:
-        raise InvalidValueError(attribute.name, [], "at least one modality (e.g. OT)")
-    for index, modality in enumerate(modalities):
-        field = f"{attribute.name}[{index}]"
-        check_cs(modality, field)
-        if not modality.strip():
-            raise InvalidValueError(field, modality, "a modality cannot be empty")
-    duplicate = _first_duplicate(modalities)
-    if duplicate is not None:
-        first, repeat = duplicate
-        raise InvalidValueError(
-            f"{attribute.name}[{repeat}]",
-            modalities[repeat],
-            f"listed twice (also {attribute.name}[{first}])",
-        )
-
-
-def _check_default_modality(instance: Any, attribute: Any, value: Any) -> None:
-    check_cs(value, attribute.name)
-    modalities = getattr(instance, "modalities", ())
-    if isinstance(modalities, tuple) and value not in modalities:
-        raise InvalidValueError(
-            attribute.name, value, f"must be one of the modalities ({', '.join(modalities)})"
-        )
-
-
-def _check_rules(_instance: Any, attribute: Any, value: Any) -> None:
-    name = attribute.name
-    rules = _check_tuple(value, name)
-    for index, rule in enumerate(rules):
-        if not isinstance(rule, SopClassRule):
-            raise InvalidValueError(f"{name}[{index}]", rule, "expected a SopClassRule")
-    if not rules:
-        raise InvalidValueError(name, [], "at least one rule, the default for '*'")
-    defaults = [index for index, rule in enumerate(rules) if rule.default]
-    if not defaults:
-        raise InvalidValueError(
-            name,
-            [rule.name for rule in rules],
-            "no rule is the default; set default: true on the rule for '*'",
-        )
-    if len(defaults) > 1:
-        raise InvalidValueError(
-            f"{name}[{defaults[1]}].default",
-            True,
-            f"only one rule can be the default ({name}[{defaults[0]}] is)",
-        )
-    duplicate = _first_duplicate(tuple(rule.name for rule in rules))
-    if duplicate is not None:
-        first, repeat = duplicate
-        raise InvalidValueError(
-            f"{name}[{repeat}].name",
-            rules[repeat].name,
-            f"rule names must be unique (also {name}[{first}])",
-        )
-    owner: dict[str, int] = {}
-    for index, rule in enumerate(rules):
-        for extension in rule.extensions:
-            if extension in owner:
-                raise InvalidValueError(
-                    f"{name}[{index}].extensions",
-                    extension,
-                    f"already named by {name}[{owner[extension]}] ({rules[owner[extension]].name})",
-                )
-            owner[extension] = index
-
-
-def _check_charset_setting(_instance: Any, attribute: Any, value: Any) -> None:
-    if value != "auto":
-        check_charset(value, attribute.name)
-
-
-def _check_jpeg_quality(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidValueError(attribute.name, value, "expected a whole number from 1 to 100")
-    if not 1 <= value <= 100:
-        raise InvalidValueError(attribute.name, value, "expected a whole number from 1 to 100")
-
-
-def _check_info_values(_instance: Any, attribute: Any, value: Any) -> None:
-    values = _check_tuple(value, attribute.name)
-    for index, text in enumerate(values):
-        field = f"{attribute.name}[{index}]"
-        check_lo(text, field)
-        if not text.strip():
-            raise InvalidValueError(field, text, "a value cannot be empty")
-    duplicate = _first_duplicate(values)
-    if duplicate is not None:
-        first, repeat = duplicate
-        raise InvalidValueError(
-            f"{attribute.name}[{repeat}]",
-            values[repeat],
-            f"listed twice (also {attribute.name}[{first}])",
-        )
-
-
-def _check_info_default(instance: Any, attribute: Any, value: Any) -> None:
-    if value is None:
-        return
-    check_lo(value, attribute.name)
-    values = getattr(instance, "additional_info_values", ())
-    if isinstance(values, tuple) and values and value not in values:
-        raise InvalidValueError(
-            attribute.name, value, "must be one of additional_info_values (or null)"
-        )
-
-
-def _check_info_tag(instance: Any, attribute: Any, value: Any) -> None:
-    if value is not None:
-        check_tag(value, attribute.name)
-        return
-    if getattr(instance, "additional_info_values", ()) or (
-        getattr(instance, "additional_info_default", None) is not None
-    ):
-        raise InvalidValueError(
-            attribute.name,
-            None,
-            "a tag is needed when additional_info_values or additional_info_default is set",
-        )
-
-
-def _check_tag_patterns(_instance: Any, attribute: Any, value: Any) -> None:
-    for index, pattern in enumerate(_check_tuple(value, attribute.name)):
-        if not isinstance(pattern, TagPattern):
-            raise InvalidValueError(f"{attribute.name}[{index}]", pattern, "expected a TagPattern")
-
-
-# -- sections --------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class MainSettings:
-    """The ``main`` section: who we are on the network and how temporary files are kept.
-
-    Parameters
-    ----------
-    institution_name
-        Institution Name (0008,0080) of converted objects; ``None`` leaves it out.
-    station_name
-        Station Name (0008,1010) of converted objects; ``None`` leaves it out.
-    ae_title
-        Our AE title when sending and querying (the PACS must know it).
-    temp_dir
-        An absolute folder for temporary files; ``None`` means the platform default, chosen by
-        the adapters.
-    clean_temp_on_exit
-        Remove our temporary files when the program ends.
-    clean_unused_temp
-        Remove each temporary file as soon as it is no longer used.
-    clean_sent_files_from_list
-        Drop successfully sent files from the file list.
-    """
-
-    institution_name: str | None = attrs.field(
-        default=None, converter=_strip_or_none, validator=validator(check_lo)
-    )
-    station_name: str | None = attrs.field(
-        default=None, converter=_strip_or_none, validator=validator(check_sh)
-    )
-    ae_title: str = attrs.field(
-        default="SENDTOPACS", converter=_strip, validator=validator(check_ae_title)
-    )
-    temp_dir: Path | None = attrs.field(default=None, converter=_to_path, validator=_check_temp_dir)
-    clean_temp_on_exit: bool = attrs.field(default=True, validator=_is_bool)
-    clean_unused_temp: bool = attrs.field(default=False, validator=_is_bool)
-    clean_sent_files_from_list: bool = attrs.field(default=False, validator=_is_bool)
-
-
-@attrs.frozen(kw_only=True)
-class NonDicomSettings:
-    """The ``non_dicom`` section: how photos, scans, PDFs and videos become DICOM.
-
-    Parameters
-    ----------
-    modalities
-        The modalities offered (each a code string such as ``OT``, ``ES``, ``XC``).
-    default_modality
-        The modality used when none is given; one of ``modalities``.
-    sop_class_rules
-        Which SOP class a file becomes, by extension; exactly one rule, for ``*``, is the
-        default, and no extension is named by two rules.
-    video_format
-        The transfer syntax of converted videos.
-    image_transfer_syntax
-        How still images are stored.
-    jpeg_quality
-        Quality (1-100) when an image is encoded as JPEG.
-    charset
-        Specific Character Set of converted objects: ``auto`` (chosen from the text) or a
-        defined term such as ``ISO_IR 192`` (several ``\\``-separated ISO 2022 terms allowed).
-    additional_info_tag
-        The attribute (keyword or ``gggg,eeee``) that receives the study's additional info.
-    additional_info_values
-        The values offered for the additional info; empty means free text.
-    additional_info_default
-        The additional info used when none is given (one of the values, if any are set).
-    worklist_only
-        Take patient and study data only from a worklist, never typed in.
-    parse_file_name
-        Search the worklist with what the file name says (e.g. the patient ID).
-    """
-
-    modalities: tuple[str, ...] = attrs.field(
-        default=("OT",), converter=_to_stripped_tuple, validator=_check_modalities
-    )
-    default_modality: str = attrs.field(
-        default="OT", converter=_strip, validator=_check_default_modality
-    )
-    sop_class_rules: tuple[SopClassRule, ...] = attrs.field(
-        default=DEFAULT_SOP_CLASS_RULES, converter=_to_tuple, validator=_check_rules
-    )
-    video_format: VideoFormat = attrs.field(
-        default=VideoFormat.AUTO,
-        converter=VideoFormat,
-        validator=attrs.validators.instance_of(VideoFormat),
-    )
-    image_transfer_syntax: ImageTransferSyntax = attrs.field(
-        default=ImageTransferSyntax.AUTO,
-        converter=ImageTransferSyntax,
-        validator=attrs.validators.instance_of(ImageTransferSyntax),
-    )
-    jpeg_quality: int = attrs.field(default=90, validator=_check_jpeg_quality)
-    charset: str = attrs.field(default="auto", converter=_strip, validator=_check_charset_setting)
-    additional_info_tag: str | None = attrs.field(
-        default=None, converter=_strip_or_none, validator=_check_info_tag
-    )
-    additional_info_values: tuple[str, ...] = attrs.field(
-        default=(), converter=_to_stripped_tuple, validator=_check_info_values
-    )
-    additional_info_default: str | None = attrs.field(
-        default=None, converter=_strip_or_none, validator=_check_info_default
-    )
-    worklist_only: bool = attrs.field(default=False, validator=_is_bool)
-    parse_file_name: bool = attrs.field(default=False, validator=_is_bool)
-
-    def rule_for(self, extension: str) -> SopClassRule:
-        """The rule for files with ``extension`` (``pdf``, ``.PDF``, or ``""`` for none).
-
-        A rule that names the extension wins; otherwise the default rule applies.
-
-        Examples
-        --------
-        >>> NonDicomSettings().rule_for(".PDF").name
-        'Encapsulated PDF Storage'
-        >>> NonDicomSettings().rule_for("png").name
-        'Secondary Capture Image Storage'
-        """
-        for rule in self.sop_class_rules:
-            if rule.matches(extension):
-                return rule
-        return next(rule for rule in self.sop_class_rules if rule.default)
-
-
-@attrs.frozen(kw_only=True)
-class DicomSettings:
-    """The ``dicom`` section: what happens to DICOM files before they are sent.
-
-    Parameters
-    ----------
-    update_tags
-        Attribute updates applied in order (see :class:`~sendtopacs_core.model.TagPattern`).
-    replace_with_worklist
-        Replace the patient and study data of a DICOM file with a worklist item.
-    parse_dicom_for_worklist
-        Search the worklist with the patient and study data read from each DICOM file.
-    """
-
-    update_tags: tuple[TagPattern, ...] = attrs.field(
-        default=(), converter=_to_tuple, validator=_check_tag_patterns
-    )
-    replace_with_worklist: bool = attrs.field(default=False, validator=_is_bool)
-    parse_dicom_for_worklist: bool = attrs.field(default=False, validator=_is_bool)
-
-
-class SettingExplanation(NamedTuple):
-    """One row of :meth:`Settings.explain`."""
-
-    key_path: str
-    """``main.ae_title``, ``non_dicom.sop_class_rules[0].uid``..."""
-    value: str
-    """The current value as JSON text."""
-    description: str
-    """What the key does, in one line."""
 
 
 @attrs.frozen(kw_only=True)
@@ -601,82 +202,7 @@ class Settings:
         Lists of objects are expanded per item (``non_dicom.sop_class_rules[0].uid``); an
         empty list is one row.
         """
-        rows: list[SettingExplanation] = []
-        _explain(self.to_dict(), "", "", rows)
-        return rows
-
-
-# -- descriptions ------------------------------------------------------------------------------
-
-#: One line per key path saying what the key does; ``[]`` stands for any item of a list.
-DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "main.institution_name": "Institution Name (0008,0080) of converted objects; "
-        "null leaves it out.",
-        "main.station_name": "Station Name (0008,1010) of converted objects; null leaves it out.",
-        "main.ae_title": "Our AE title when sending and querying; the PACS must know it.",
-        "main.temp_dir": "Absolute folder for temporary files; null uses the platform default.",
-        "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
-        "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
-        "main.clean_sent_files_from_list": "Drop successfully sent files from the file list.",
-        "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "
-        "XC...).",
-        "non_dicom.default_modality": "Modality used when none is given; one of modalities.",
-        "non_dicom.sop_class_rules[].name": "A label for the rule; unique.",
-        "non_dicom.sop_class_rules[].uid": "SOP Class UID of the objects the rule creates.",
-        "non_dicom.sop_class_rules[].extensions": "Extensions without the dot the rule applies "
-        "to; '*' means every file.",
-        "non_dicom.sop_class_rules[].default": "Used for every extension no other rule names; "
-        "needs '*'.",
-        "non_dicom.sop_class_rules[].conversion_type": "Conversion Type (0008,0064): WSD "
-        "screenshot/export, SD scanned document, SI scanned image...",
-        "non_dicom.sop_class_rules[].burned_in_annotation": "Whether the content shows patient "
-        "identifiers; null means not known.",
-        "non_dicom.video_format": "Video transfer syntax: auto, mpeg2-main, mpeg2-high, h264-high "
-        "or h264-bd.",
-        "non_dicom.image_transfer_syntax": "Still images: auto (JPEG passes through, else "
-        "uncompressed), explicit-le or jpeg-baseline.",
-        "non_dicom.jpeg_quality": "Quality (1-100) when an image is encoded as baseline JPEG.",
-        "non_dicom.charset": "Specific Character Set: auto (chosen from the text) or a defined "
-        "term such as ISO_IR 192.",
-        "non_dicom.additional_info_tag": "Attribute (keyword or gggg,eeee) that receives the "
-        "additional info; null: none.",
-        "non_dicom.additional_info_values": "Values offered for the additional info; empty "
-        "means free text.",
-        "non_dicom.additional_info_default": "Additional info used when none is given; one of "
-        "the values if any.",
-        "non_dicom.worklist_only": "Take patient and study data only from a worklist, never "
-        "typed in.",
-        "non_dicom.parse_file_name": "Search the worklist with what the file name says (e.g. "
-        "the patient ID).",
-        "dicom.update_tags": "Attribute updates applied, in order, to DICOM files before sending.",
-        "dicom.update_tags[].tag": "The attribute to set: keyword (Modality) or number "
-        "(0008,0060).",
-        "dicom.update_tags[].value": "The new value; {Keyword} or {gggg,eeee} insert current "
-        "values, {{ and }} are braces.",
-        "dicom.update_tags[].only_if_empty": "Change the attribute only when its value is empty.",
-        "dicom.update_tags[].create_if_missing": "Add the attribute when the file lacks it.",
-        "dicom.replace_with_worklist": "Replace patient and study data of DICOM files with the "
-        "worklist item.",
-        "dicom.parse_dicom_for_worklist": "Search the worklist with the patient and study data "
-        "of each DICOM file.",
-    }
-)
-
-_INDEX: Final = re.compile(r"\[\d+\]")
-
-
-def _explain(value: Any, key_path: str, prefix: str, rows: list[SettingExplanation]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _explain(item, f"{prefix}{key}", f"{prefix}{key}.", rows)
-        return
-    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        for index, item in enumerate(value):
-            _explain(item, f"{key_path}[{index}]", f"{key_path}[{index}].", rows)
-        return
-    description = DESCRIPTIONS.get(_INDEX.sub("[]", key_path), "")
-    rows.append(SettingExplanation(key_path, json.dumps(value, ensure_ascii=False), description))
+        return explain_rows(self.to_dict())
 
 
 # -- the converter -----------------------------------------------------------------------------

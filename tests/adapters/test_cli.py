@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
@@ -222,3 +224,35 @@ def test_python_dash_m_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "convert" in result.stdout
+
+
+def test_demo_converts_sample_files(
+    tmp_path: Path,
+    settings_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    dciodvfy: Callable[[Path], Any],
+) -> None:
+    keep = tmp_path / "demo"
+    status = main(["--settings", str(settings_file), "--json", "demo", "--keep", str(keep)])
+    assert status == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["ok"] is True
+    assert document["converted"] == 3
+    written = sorted((keep / "dicom").iterdir())
+    assert [p.name for p in written] == [
+        "sample-photo.dcm",
+        "sample-report.dcm",
+        "sample-screenshot.dcm",
+    ]
+    for path in written:
+        assert dciodvfy(path).errors == []
+        assert pydicom.dcmread(path).PatientID == "DEMO-0001"
+
+
+def test_demo_cleans_up_after_itself(
+    settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--settings", str(settings_file), "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "3 DICOM file(s) written" in out
+    assert "temporary files removed" in out

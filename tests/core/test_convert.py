@@ -479,3 +479,54 @@ def test_worker_processes_give_the_same_result(tmp_path: Path) -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Converter(workers=0)
+
+
+def test_password_protected_pdf_is_refused_but_owner_only_is_accepted(tmp_path: Path) -> None:
+    import io as _io
+
+    from pypdf import PdfWriter
+
+    def encrypted(name: str, user_password: str) -> Path:
+        writer = PdfWriter()
+        writer.add_blank_page(width=200, height=200)
+        writer.encrypt(user_password=user_password, owner_password="owner-secret")  # noqa: S106 (test data)
+        buffer = _io.BytesIO()
+        writer.write(buffer)
+        path = tmp_path / name
+        path.write_bytes(buffer.getvalue())
+        return path
+
+    locked = encrypted("locked.pdf", "open-sesame")
+    owner_only = encrypted("owner-only.pdf", "")
+    report = converter().convert([locked, owner_only], STUDY, out_dir=tmp_path / "out")
+    (failure,) = report.failures
+    assert failure.source == locked
+    assert isinstance(failure.error, UnsupportedMediaError)
+    assert "password" in str(failure.error)
+    (item,) = report.files
+    assert item.source == owner_only
+    ds = pydicom.dcmread(item.path)
+    assert ds.EncapsulatedDocument[: ds.EncapsulatedDocumentLength] == owner_only.read_bytes()
+
+
+def test_patient_data_stays_out_of_info_logs(
+    corpus: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    study = Study(patient_id="SENTINEL-ID-777", patient_name="Sentinelname^Zed")
+    source = tmp_path / "Sentinelname_photo.png"
+    source.write_bytes(corpus["rgb.png"].read_bytes())
+    with caplog.at_level("INFO", logger="sendtopacs_core"):
+        report = converter().convert([source, tmp_path / "gone.png"], study, out_dir=tmp_path / "o")
+    assert len(report.files) == 1
+    assert caplog.records, "the converter logs a summary at INFO"
+    for record in caplog.records:
+        text = record.getMessage()
+        assert "SENTINEL" not in text
+        assert "Sentinelname" not in text
+
+
+def test_output_folder_that_cannot_be_created_is_an_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(ConversionError, match="cannot create the output folder"):
+        converter().convert([blocker], STUDY, out_dir=blocker / "out")

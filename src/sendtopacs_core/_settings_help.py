@@ -1,0 +1,110 @@
+"""What each key of ``settings.json`` does: :data:`DESCRIPTIONS` and the rows of ``explain``.
+
+:func:`explain_rows` turns the unstructured settings (the JSON-ready dict of
+:meth:`~sendtopacs_core.settings.Settings.to_dict`) into one :class:`SettingExplanation` per
+key, in file order, with the key's one-line description; ``config show`` prints them. A new
+settings key needs its line in :data:`DESCRIPTIONS`. This module does not know cattrs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple
+
+__all__ = ["DESCRIPTIONS", "SettingExplanation", "explain_rows"]
+
+
+class SettingExplanation(NamedTuple):
+    """One row of :meth:`~sendtopacs_core.settings.Settings.explain`."""
+
+    key_path: str
+    """``main.ae_title``, ``non_dicom.sop_class_rules[0].uid``..."""
+    value: str
+    """The current value as JSON text."""
+    description: str
+    """What the key does, in one line."""
+
+
+#: One line per key path saying what the key does; ``[]`` stands for any item of a list.
+DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "main.institution_name": "Institution Name (0008,0080) of converted objects; "
+        "null leaves it out.",
+        "main.station_name": "Station Name (0008,1010) of converted objects; null leaves it out.",
+        "main.ae_title": "Our AE title when sending and querying; the PACS must know it.",
+        "main.temp_dir": "Absolute folder for temporary files; null uses the platform default.",
+        "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
+        "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
+        "main.clean_sent_files_from_list": "Drop successfully sent files from the file list.",
+        "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "
+        "XC...).",
+        "non_dicom.default_modality": "Modality used when none is given; one of modalities.",
+        "non_dicom.sop_class_rules[].name": "A label for the rule; unique.",
+        "non_dicom.sop_class_rules[].uid": "SOP Class UID of the objects the rule creates.",
+        "non_dicom.sop_class_rules[].extensions": "Extensions without the dot the rule applies "
+        "to; '*' means every file.",
+        "non_dicom.sop_class_rules[].default": "Used for every extension no other rule names; "
+        "needs '*'.",
+        "non_dicom.sop_class_rules[].conversion_type": "Conversion Type (0008,0064): WSD "
+        "screenshot/export, SD scanned document, SI scanned image...",
+        "non_dicom.sop_class_rules[].burned_in_annotation": "Whether the content shows patient "
+        "identifiers; null means not known.",
+        "non_dicom.video_format": "Video transfer syntax: auto, mpeg2-main, mpeg2-high, h264-high "
+        "or h264-bd.",
+        "non_dicom.image_transfer_syntax": "Still images: auto (JPEG passes through, else "
+        "uncompressed), explicit-le or jpeg-baseline.",
+        "non_dicom.jpeg_quality": "Quality (1-100) when an image is encoded as baseline JPEG.",
+        "non_dicom.charset": "Specific Character Set: auto (chosen from the text) or a defined "
+        "term such as ISO_IR 192.",
+        "non_dicom.additional_info_tag": "Attribute (keyword or gggg,eeee) that receives the "
+        "additional info; null: none.",
+        "non_dicom.additional_info_values": "Values offered for the additional info; empty "
+        "means free text.",
+        "non_dicom.additional_info_default": "Additional info used when none is given; one of "
+        "the values if any.",
+        "non_dicom.worklist_only": "Take patient and study data only from a worklist, never "
+        "typed in.",
+        "non_dicom.parse_file_name": "Search the worklist with what the file name says (e.g. "
+        "the patient ID).",
+        "dicom.update_tags": "Attribute updates applied, in order, to DICOM files before sending.",
+        "dicom.update_tags[].tag": "The attribute to set: keyword (Modality) or number "
+        "(0008,0060).",
+        "dicom.update_tags[].value": "The new value; {Keyword} or {gggg,eeee} insert current "
+        "values, {{ and }} are braces.",
+        "dicom.update_tags[].only_if_empty": "Change the attribute only when its value is empty.",
+        "dicom.update_tags[].create_if_missing": "Add the attribute when the file lacks it.",
+        "dicom.replace_with_worklist": "Replace patient and study data of DICOM files with the "
+        "worklist item.",
+        "dicom.parse_dicom_for_worklist": "Search the worklist with the patient and study data "
+        "of each DICOM file.",
+    }
+)
+
+_INDEX: Final = re.compile(r"\[\d+\]")
+
+
+def _explain(value: Any, key_path: str, prefix: str, rows: list[SettingExplanation]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _explain(item, f"{prefix}{key}", f"{prefix}{key}.", rows)
+        return
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        for index, item in enumerate(value):
+            _explain(item, f"{key_path}[{index}]", f"{key_path}[{index}].", rows)
+        return
+    description = DESCRIPTIONS.get(_INDEX.sub("[]", key_path), "")
+    rows.append(SettingExplanation(key_path, json.dumps(value, ensure_ascii=False), description))
+
+
+def explain_rows(data: Mapping[str, Any]) -> list[SettingExplanation]:
+    """Every key of ``data`` (unstructured settings) with its value as JSON and its description.
+
+    Keys come in the order of ``data``; lists of objects are expanded per item
+    (``non_dicom.sop_class_rules[0].uid``), and any other list, empty or not, is one row.
+    """
+    rows: list[SettingExplanation] = []
+    _explain(dict(data), "", "", rows)
+    return rows
