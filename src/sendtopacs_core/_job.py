@@ -7,6 +7,7 @@ numbers, output names), so jobs can run in any order and in worker processes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
@@ -23,7 +24,7 @@ from pydicom.valuerep import validate_value
 from sendtopacs_core._results import ConversionAction, ConversionFailure, ConvertedFile
 from sendtopacs_core._vr import parse_tag, tag_label
 from sendtopacs_core.charset import apply_charset
-from sendtopacs_core.errors import ConversionError, InvalidValueError
+from sendtopacs_core.errors import ConversionError, CorruptMediaError, InvalidValueError
 from sendtopacs_core.iods._modules import ObjectContext
 from sendtopacs_core.iods.encapsulated_pdf import build_encapsulated_pdf
 from sendtopacs_core.iods.secondary_capture import build_secondary_capture
@@ -35,7 +36,7 @@ from sendtopacs_core.settings import Settings
 from sendtopacs_core.tags import apply_tag_patterns
 from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
 
-__all__ = ["Batch", "Job", "run_job"]
+__all__ = ["Batch", "Job", "content_digest", "run_job"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class Job:
 
     index: int
     path: Path
-    digest: str
+    digest: str | None
+    """The content's SHA-256 when the plan needed it; else the job takes it."""
     choice: IodChoice
     first_instance_number: int
     targets: tuple[Path, ...]
@@ -76,7 +78,20 @@ def run_job(batch: Batch, job: Job) -> list[ConvertedFile] | ConversionFailure:
         return ConversionFailure(source=job.path, error=exc)
 
 
+def content_digest(path: Path) -> str:
+    """The SHA-256 of a file's content, read in blocks."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise CorruptMediaError(path, f"cannot read the file: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
 def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
+    digest = job.digest if job.digest is not None else content_digest(job.path)
     settings = batch.settings
     non_dicom = settings.non_dicom
     choice = job.choice
@@ -87,7 +102,7 @@ def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
     for page, (build, action, reason, warns) in enumerate(_contents(settings, job)):
         if page >= len(job.targets):
             raise ConversionError(job.path, "the file changed while it was being converted")
-        sop_uid = derive_uid("instance", [series_uid, job.digest, str(page), recipe])
+        sop_uid = derive_uid("instance", [series_uid, digest, str(page), recipe])
         context = ObjectContext(
             study=batch.study,
             study_instance_uid=batch.study_instance_uid,

@@ -10,20 +10,20 @@ on its own.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import attrs
 
-from sendtopacs_core._job import Batch, Job, run_job
+from sendtopacs_core._job import Batch, Job, content_digest, run_job
 from sendtopacs_core._results import (
     ConversionAction,
     ConversionFailure,
@@ -36,7 +36,7 @@ from sendtopacs_core.media.kind import IMAGE_EXTENSIONS, MediaKind, sniff
 from sendtopacs_core.model import Study
 from sendtopacs_core.rules import choose_iod
 from sendtopacs_core.settings import Settings
-from sendtopacs_core.uids import derive_uid
+from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
 
 __all__ = [
     "ConversionAction",
@@ -50,7 +50,6 @@ _LOGGER = logging.getLogger(__name__)
 _TIFF_MAGIC: Final = (b"II*\x00", b"MM\x00*")
 #: Below this many inputs per worker, starting workers costs more than it saves.
 _MIN_JOBS_PER_WORKER: Final = 8
-_T = TypeVar("_T")
 
 
 def _now() -> dt.datetime:
@@ -111,11 +110,13 @@ class Converter:
     ) -> ConversionReport:
         """Convert ``paths`` for ``study`` into DICOM files in ``out_dir``.
 
-        All inputs of one call share one study (the given Study Instance UID, or one derived
-        from the study data, or from the inputs when no study data is given) and one series per
-        SOP class; instance numbers follow the input order. The same inputs with the same study
-        and settings always give the same UIDs. An input whose content equals an earlier one's
-        is converted once.
+        All inputs of one call share one study: the given Study Instance UID, or one derived
+        from the study data, or from the inputs' contents when no study data is given. Objects
+        go into one series per SOP class and modality of the study; instance numbers follow the
+        input order. UIDs depend only on the study, the settings and each input's content, so
+        converting a file again, alone or in another batch, gives the same SOP Instance UID and
+        the PACS sees a duplicate, not a new object. An input whose content equals an earlier
+        one's is converted once.
 
         Returns
         -------
@@ -134,35 +135,16 @@ class Converter:
         except OSError as exc:
             raise ConversionError(out, f"cannot create the output folder: {exc}") from exc
         failures: dict[int, ConversionFailure] = {}
-        inspected: list[tuple[int, Path, str, MediaKind, int]] = []
-        sources = [Path(raw) for raw in paths]
-        with self._executor(len(sources)) as pool:
-            for index, (path, facts) in enumerate(
-                zip(
-                    sources,
-                    pool.map(_inspect, sources, chunksize=_chunk(len(sources), self._workers)),
-                    strict=True,
-                )
-            ):
-                if isinstance(facts, ConversionError):
-                    failures[index] = ConversionFailure(source=path, error=facts)
-                else:
-                    inspected.append((index, path, *facts))
-            planned, batch = self._plan(inspected, study, out)
-            jobs = [p.job for p in planned if p.same_as is None]
-            outcomes = {
-                job.index: outcome
-                for job, outcome in zip(
-                    jobs,
-                    pool.map(
-                        run_job,
-                        [batch] * len(jobs),
-                        jobs,
-                        chunksize=_chunk(len(jobs), self._workers),
-                    ),
-                    strict=True,
-                )
-            }
+        inspected: list[_Inspected] = []
+        for index, raw in enumerate(paths):
+            path = Path(raw)
+            try:
+                inspected.append(_inspect(index, path))
+            except ConversionError as exc:
+                failures[index] = ConversionFailure(source=path, error=exc)
+        planned, batch = self._plan(inspected, study, out)
+        jobs = [entry.job for entry in planned if entry.same_as is None]
+        outcomes = self._run(batch, jobs)
         files: list[ConvertedFile] = []
         for entry in planned:
             job = entry.job
@@ -185,43 +167,56 @@ class Converter:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan(
-        self, inspected: list[tuple[int, Path, str, MediaKind, int]], study: Study, out: Path
+        self, inspected: list[_Inspected], study: Study, out: Path
     ) -> tuple[list[_Planned], Batch]:
-        """UIDs, instance numbers and output names, decided before any job runs."""
+        """UIDs, instance numbers and output names, decided before any job runs.
+
+        Contents are hashed here only where the plan needs them: for the study UID when no
+        study data is given, and to tell inputs of the same size apart (same content twice).
+        Every other input is hashed by its job.
+        """
         non_dicom = self._settings.non_dicom
         choices = [
-            choose_iod(path, kind, non_dicom.rule_for(path.suffix))
-            for _, path, _, kind, _ in inspected
+            choose_iod(item.path, item.kind, non_dicom.rule_for(item.path.suffix))
+            for item in inspected
         ]
-        parts = study.identifying_parts() or [
-            "content",
-            *sorted(digest for _, _, digest, _, _ in inspected),
-        ]
+        parts = study.identifying_parts()
+        digests: dict[int, str] = {}
+        if not parts and study.study_instance_uid is None:
+            digests = {item.index: content_digest(item.path) for item in inspected}
+            parts = ["content", *sorted(digests.values())]
+        else:
+            sizes = Counter(item.size for item in inspected)
+            digests = {
+                item.index: content_digest(item.path) for item in inspected if sizes[item.size] > 1
+            }
         study_uid = study.study_instance_uid or derive_uid("study", parts)
-        digests_by_class: dict[str, list[str]] = {}
-        for (_, _, digest, _, _), choice in zip(inspected, choices, strict=True):
-            digests_by_class.setdefault(choice.sop_class_uid, []).append(digest)
+        modality = study.modality or non_dicom.default_modality
         series = {
-            sop_class: derive_uid("series", [study_uid, sop_class, *digests])
-            for sop_class, digests in digests_by_class.items()
+            choice.sop_class_uid: derive_uid(
+                "series", [study_uid, choice.sop_class_uid, modality, RECIPE_VERSION]
+            )
+            for choice in choices
         }
         next_number: dict[str, int] = {}
         seen: dict[tuple[str, str], int] = {}
         used_names: set[str] = set()
         planned: list[_Planned] = []
-        for (index, path, digest, _, pages), choice in zip(inspected, choices, strict=True):
-            key = (digest, choice.sop_class_uid)
-            same_as = seen.get(key)
+        for item, choice in zip(inspected, choices, strict=True):
+            digest = digests.get(item.index)
+            same_as = seen.get((digest, choice.sop_class_uid)) if digest else None
             first = next_number.get(choice.sop_class_uid, 1)
+            targets: tuple[Path, ...] = ()
             if same_as is None:
-                seen[key] = index
-                next_number[choice.sop_class_uid] = first + pages
-                targets = tuple(_output_path(out, path, page, used_names) for page in range(pages))
-            else:
-                targets = ()
+                if digest:
+                    seen[(digest, choice.sop_class_uid)] = item.index
+                next_number[choice.sop_class_uid] = first + item.pages
+                targets = tuple(
+                    _output_path(out, item.path, page, used_names) for page in range(item.pages)
+                )
             job = Job(
-                index=index,
-                path=path,
+                index=item.index,
+                path=item.path,
                 digest=digest,
                 choice=choice,
                 first_instance_number=first,
@@ -239,41 +234,55 @@ class Converter:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _executor(self, inputs: int) -> Executor:
-        """Worker processes for a large batch; this process alone for a small one."""
-        workers = min(self._workers, inputs // _MIN_JOBS_PER_WORKER)
+    def _run(
+        self, batch: Batch, jobs: Sequence[Job]
+    ) -> dict[int, list[ConvertedFile] | ConversionFailure]:
+        """Run the jobs here, or in worker processes when the batch is large enough."""
+        workers = min(self._workers, len(jobs) // _MIN_JOBS_PER_WORKER)
         if workers <= 1:
-            return _InProcess()
+            return {job.index: run_job(batch, job) for job in jobs}
         method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
-        return ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context(method)
-        )
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(method),
+            initializer=_set_worker_batch,
+            initargs=(batch,),
+        ) as pool:
+            outcomes = pool.map(_run_in_worker, jobs, chunksize=_chunk(len(jobs), workers))
+            return {job.index: outcome for job, outcome in zip(jobs, outcomes, strict=True)}
 
 
-class _InProcess(Executor):
-    """An executor that runs everything at once in the calling thread."""
-
-    def map(self, fn: Callable[..., _T], *iterables: Iterable[Any], **_: Any) -> Iterator[_T]:
-        return iter([fn(*args) for args in zip(*iterables, strict=True)])
-
-
-def _inspect(path: Path) -> tuple[str, MediaKind, int] | ConversionError:
-    """The content's SHA-256, its kind and its page count, or the error naming the cause."""
-    try:
-        return _facts(path)
-    except ConversionError as exc:
-        return exc
+@attrs.frozen(kw_only=True)
+class _Inspected:
+    index: int
+    path: Path
+    kind: MediaKind
+    size: int
+    pages: int
 
 
-def _facts(path: Path) -> tuple[str, MediaKind, int]:
+_worker_batch: Batch | None = None
+
+
+def _set_worker_batch(batch: Batch) -> None:
+    """Worker initializer: the batch travels once per worker, not once per job."""
+    global _worker_batch  # noqa: PLW0603 (per-process state of a worker, set once)
+    _worker_batch = batch
+
+
+def _run_in_worker(job: Job) -> list[ConvertedFile] | ConversionFailure:
+    if _worker_batch is None:  # pragma: no cover - the initializer always runs first
+        raise RuntimeError("worker started without its batch")
+    return run_job(_worker_batch, job)
+
+
+def _inspect(index: int, path: Path) -> _Inspected:
+    """What the plan needs of a file: its kind, size and page count (no full read)."""
     extension = path.suffix.lower().lstrip(".")
-    digest = hashlib.sha256()
     try:
         with path.open("rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
             head = stream.read(4096)
-            digest.update(head)
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
     except IsADirectoryError as exc:
         raise CorruptMediaError(path, "it is a folder, not a file") from exc
     except OSError as exc:
@@ -296,7 +305,7 @@ def _facts(path: Path) -> tuple[str, MediaKind, int]:
     if kind is MediaKind.VIDEO:
         raise UnsupportedMediaError(path, "video conversion is not supported yet")
     pages = count_pages(path) if head.startswith(_TIFF_MAGIC) else 1
-    return digest.hexdigest(), kind, pages
+    return _Inspected(index=index, path=path, kind=kind, size=size, pages=pages)
 
 
 def _chunk(tasks: int, workers: int) -> int:

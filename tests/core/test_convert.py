@@ -530,3 +530,25 @@ def test_output_folder_that_cannot_be_created_is_an_error(tmp_path: Path) -> Non
     blocker.write_text("x", encoding="utf-8")
     with pytest.raises(ConversionError, match="cannot create the output folder"):
         converter().convert([blocker], STUDY, out_dir=blocker / "out")
+
+
+def test_a_file_keeps_its_uid_alone_or_in_a_batch(corpus: dict[str, Path], tmp_path: Path) -> None:
+    batch = converter().convert(
+        [corpus["rgb.png"], corpus["baseline.jpg"], corpus["report.pdf"]],
+        STUDY,
+        out_dir=tmp_path / "batch",
+    )
+    (alone,) = converter().convert([corpus["baseline.jpg"]], STUDY, out_dir=tmp_path / "alone")
+    in_batch = next(f for f in batch if f.source == corpus["baseline.jpg"])
+    assert alone.sop_instance_uid == in_batch.sop_instance_uid
+    assert alone.series_instance_uid == in_batch.series_instance_uid
+
+
+def test_same_size_different_content_is_converted_twice(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.bmp", tmp_path / "b.bmp"
+    _corpus.photo(16, 16, seed=1).save(first)
+    _corpus.photo(16, 16, seed=2).save(second)
+    assert first.stat().st_size == second.stat().st_size
+    report = converter().convert([first, second], STUDY, out_dir=tmp_path / "out")
+    assert len({f.sop_instance_uid for f in report}) == 2
+    assert not any(f.warnings for f in report)
