@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from sendtopacs_core import (
     make_sample_files,
 )
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXIT_OK: Final = 0
 EXIT_PARTIAL: Final = 1
@@ -260,6 +261,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(context, str(exc), EXIT_PARTIAL, exc)
 
 
+def run() -> NoReturn:
+    """The console entry point: :func:`main`, then exit without tearing the interpreter down.
+
+    Every command closes what it opened (files, worker processes, temporary folders) before
+    :func:`main` returns, so the interpreter's own teardown of pydicom, numpy and Pillow
+    (about 50 ms, a fifth of a small command's time) is skipped: output is flushed, logging
+    is shut down, and the process exits with the status.
+    """
+    try:
+        status = main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader of our output went away (`sendtopacs ... | head`)
+        status = EXIT_PARTIAL
+    logging.shutdown()
+    os._exit(status)
+
+
 def _fail(context: _Context, message: str, status: int, exc: BaseException) -> int:
     if context.args.debug:
         import traceback  # noqa: PLC0415
@@ -453,4 +472,4 @@ def _cmd_config_check(context: _Context) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -256,3 +256,44 @@ def test_demo_cleans_up_after_itself(
     out = capsys.readouterr().out
     assert "3 DICOM file(s) written" in out
     assert "temporary files removed" in out
+
+
+def test_console_script_exits_with_the_status(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sendtopacs_adapters",
+            "--settings",
+            str(tmp_path / "s.json"),
+            "--json",
+            "convert",
+            str(inputs["scan"]),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)["converted"] == 1
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sendtopacs_adapters",
+            "--settings",
+            str(tmp_path / "s.json"),
+            "convert",
+            str(inputs["broken"]),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 1
+    assert "broken.png" in failed.stderr
+    assert "Traceback" not in failed.stderr
