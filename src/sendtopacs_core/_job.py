@@ -111,7 +111,7 @@ def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
             instance_number=job.first_instance_number + page,
             sop_class_uid=choice.sop_class_uid,
             sop_instance_uid=sop_uid,
-            modality=batch.study.modality or non_dicom.default_modality,
+            modality=choice.modality or batch.study.modality or non_dicom.default_modality,
             conversion_type=choice.rule.conversion_type,
             burned_in_annotation=choice.rule.burned_in_annotation,
             institution_name=settings.main.institution_name,

@@ -52,6 +52,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "screenshot/export, SD scanned document, SI scanned image...",
         "non_dicom.sop_class_rules[].burned_in_annotation": "Whether the content shows patient "
         "identifiers; null means not known.",
+        "non_dicom.sop_class_rules[].follow_modality": "Video: the SOP class follows the "
+        "modality (ES endoscopic, GM microscopic, else photographic with Modality XC).",
         "non_dicom.video_format": "Video transfer syntax: auto, mpeg2-main, mpeg2-high, h264-high "
         "or h264-bd.",
         "non_dicom.image_transfer_syntax": "Still images: auto (JPEG passes through, else "

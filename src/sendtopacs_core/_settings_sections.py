@@ -83,6 +83,7 @@ DEFAULT_SOP_CLASS_RULES: Final = (
         name=VideoPhotographicImageStorage.name,
         uid=str(VideoPhotographicImageStorage),
         extensions=VIDEO_EXTENSIONS,
+        follow_modality=True,
     ),
 )
 

@@ -176,8 +176,9 @@ class Converter:
         Every other input is hashed by its job.
         """
         non_dicom = self._settings.non_dicom
+        modality = study.modality or non_dicom.default_modality
         choices = [
-            choose_iod(item.path, item.kind, non_dicom.rule_for(item.path.suffix))
+            choose_iod(item.path, item.kind, non_dicom.rule_for(item.path.suffix), modality)
             for item in inspected
         ]
         parts = study.identifying_parts()
@@ -191,10 +192,10 @@ class Converter:
                 item.index: content_digest(item.path) for item in inspected if sizes[item.size] > 1
             }
         study_uid = study.study_instance_uid or derive_uid("study", parts)
-        modality = study.modality or non_dicom.default_modality
         series = {
             choice.sop_class_uid: derive_uid(
-                "series", [study_uid, choice.sop_class_uid, modality, RECIPE_VERSION]
+                "series",
+                [study_uid, choice.sop_class_uid, choice.modality or modality, RECIPE_VERSION],
             )
             for choice in choices
         }

@@ -230,6 +230,10 @@ class SopClassRule:
     burned_in_annotation
         Whether the content shows patient identifiers; ``None`` means not known (PDF documents
         then say ``YES``, the safe answer).
+    follow_modality
+        For video: choose the SOP class from the modality instead of ``uid`` (``ES`` Video
+        Endoscopic, ``GM`` Video Microscopic, anything else Video Photographic with Modality
+        ``XC``). The default video rule does this.
     """
 
     name: str = attrs.field(converter=_strip, validator=_check_rule_name)
@@ -244,6 +248,7 @@ class SopClassRule:
     burned_in_annotation: bool | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(bool))
     )
+    follow_modality: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         if self.default and "*" not in self.extensions:
