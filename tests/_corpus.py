@@ -127,3 +127,55 @@ def bad_inputs(folder: Path) -> dict[str, Path]:
     Image.new("1", (20000, 20000)).save(files["bomb"])  # 400 Mpixel: over twice Pillow's limit
     files["folder"].mkdir()
     return files
+
+
+def h264_clip(
+    path: Path,
+    *,
+    width: int = 320,
+    height: int = 240,
+    fps: int = 30,
+    seconds: float = 1.0,
+    profile: str = "high",
+    container: str = "mp4",
+    audio: bool = False,
+) -> Path:
+    """A short H.264 clip made with PyAV (High Profile forced with 8x8dct, or Baseline)."""
+    from fractions import Fraction
+
+    import av
+
+    count = int(fps * seconds)
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, fps)
+        stream.codec_context.options = {
+            "profile": profile,
+            "level": "4.1",
+            "preset": "veryfast",
+            "x264-params": "8x8dct=1" if profile == "high" else "8x8dct=0:cabac=0",
+        }
+        sound = None
+        if audio:
+            sound = out.add_stream("aac", rate=48000)
+            sound.layout = "stereo"
+        for index in range(count):
+            pixels = np.asarray(photo(width, height, seed=index % 5))
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if sound is not None:
+            samples = np.zeros((2, 1024), dtype=np.float32)
+            for index in range(int(48000 * seconds / 1024)):
+                chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+                chunk.sample_rate = 48000
+                chunk.pts = index * 1024
+                for packet in sound.encode(chunk):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path

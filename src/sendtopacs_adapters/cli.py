@@ -13,10 +13,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, Final, Never, NoReturn, TextIO
 
 import attrs
 import platformdirs
+from tqdm import tqdm
 
 from sendtopacs_adapters import _logging
 from sendtopacs_core import (
@@ -333,12 +334,45 @@ def _cmd_convert(context: _Context) -> int:
     workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 (found {workers})")
-    report = Converter(settings, workers=workers).convert(args.files, study, out_dir=args.output)
+    with _ProgressBars(enabled=not args.json and args.quiet == 0) as bars:
+        report = Converter(settings, workers=workers).convert(
+            args.files, study, out_dir=args.output, progress=bars.update
+        )
     if args.json:
         context.emit_json(_report_document(report, args.files))
     else:
         _print_report(context, report, args.files)
     return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+class _ProgressBars:
+    """One progress bar on stderr per long job (a video transcode); nothing on stdout."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled and sys.stderr.isatty()
+        self._bars: dict[Path, tqdm[Never]] = {}
+
+    def __enter__(self) -> _ProgressBars:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    def update(self, source: Path, fraction: float) -> None:
+        if not self._enabled:
+            return
+        if source not in self._bars:
+            self._bars[source] = tqdm(
+                total=100, desc=f"transcoding {source.name}", unit="%", leave=False
+            )
+        bar = self._bars[source]
+        bar.n = round(fraction * 100)
+        bar.refresh()
+        if fraction >= 1:
+            bar.close()
+            del self._bars[source]
 
 
 def _report_document(report: ConversionReport, sources: Sequence[Path]) -> dict[str, Any]:

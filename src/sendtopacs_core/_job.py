@@ -36,14 +36,29 @@ from sendtopacs_core.settings import Settings
 from sendtopacs_core.tags import apply_tag_patterns
 from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
 
-__all__ = ["Batch", "Job", "content_digest", "run_job"]
+__all__ = ["Batch", "Content", "Job", "Progress", "Writer", "content_digest", "run_job"]
+
+#: Called with the input and the fraction done (0 to 1) during long work (transcoding).
+Progress = Callable[[Path, float], None]
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Series Number of each kind of object in a converted study.
 SERIES_NUMBER = {MediaKind.IMAGE: 1, MediaKind.PDF: 2, MediaKind.VIDEO: 3}
 
-_Content = tuple[Callable[[ObjectContext], Dataset], ConversionAction, str, tuple[str, ...]]
+#: Writes a built dataset to its target path; the third argument is the source (for errors).
+Writer = Callable[[Dataset, Path, Path], None]
+
+
+@attrs.frozen
+class Content:
+    """One object an input gives: how to build it, what was done and why, how to write it."""
+
+    build: Callable[[ObjectContext], Dataset]
+    action: ConversionAction
+    reason: str
+    warnings: tuple[str, ...] = ()
+    write: Writer | None = None  # None: encoded in memory, written atomically
 
 
 @attrs.frozen(kw_only=True)
@@ -70,10 +85,12 @@ class Job:
     targets: tuple[Path, ...]
 
 
-def run_job(batch: Batch, job: Job) -> list[ConvertedFile] | ConversionFailure:
+def run_job(
+    batch: Batch, job: Job, progress: Progress | None = None
+) -> list[ConvertedFile] | ConversionFailure:
     """Convert one input; a :class:`ConversionError` becomes a failure, never a crash."""
     try:
-        return _convert(batch, job)
+        return _convert(batch, job, progress)
     except ConversionError as exc:
         return ConversionFailure(source=job.path, error=exc)
 
@@ -90,16 +107,19 @@ def content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
+def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[ConvertedFile]:
     digest = job.digest if job.digest is not None else content_digest(job.path)
     settings = batch.settings
     non_dicom = settings.non_dicom
     choice = job.choice
     series_uid = batch.series_instance_uids[choice.sop_class_uid]
     base_warnings = (choice.warning,) if choice.warning else ()
-    recipe = f"{RECIPE_VERSION}:{non_dicom.image_transfer_syntax}:{non_dicom.jpeg_quality}"
+    if choice.kind is MediaKind.VIDEO:
+        recipe = f"{RECIPE_VERSION}:video:{non_dicom.video_format}"
+    else:
+        recipe = f"{RECIPE_VERSION}:{non_dicom.image_transfer_syntax}:{non_dicom.jpeg_quality}"
     results: list[ConvertedFile] = []
-    for page, (build, action, reason, warns) in enumerate(_contents(settings, job)):
+    for page, content in enumerate(_contents(settings, job, progress)):
         if page >= len(job.targets):
             raise ConversionError(job.path, "the file changed while it was being converted")
         sop_uid = derive_uid("instance", [series_uid, digest, str(page), recipe])
@@ -120,12 +140,12 @@ def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
             now=batch.now,
         )
         try:
-            dataset = build(context)
+            dataset = content.build(context)
             _finish(settings, dataset, batch.study)
         except ValueError as exc:  # InvalidValueError included
             raise ConversionError(job.path, str(exc)) from exc
         target = job.targets[page]
-        _write(dataset, target, job.path)
+        (content.write or _write)(dataset, target, job.path)
         results.append(
             ConvertedFile(
                 source=job.path,
@@ -135,18 +155,23 @@ def _convert(batch: Batch, job: Job) -> list[ConvertedFile]:
                 study_instance_uid=batch.study_instance_uid,
                 series_instance_uid=series_uid,
                 transfer_syntax_uid=str(dataset.file_meta.TransferSyntaxUID),
-                action=action,
-                reason=reason,
+                action=content.action,
+                reason=content.reason,
                 page=page,
-                warnings=base_warnings + warns,
+                warnings=base_warnings + content.warnings,
             )
         )
         _LOGGER.debug("converted %s page %d to %s", job.path, page, target)
     return results
 
 
-def _contents(settings: Settings, job: Job) -> Iterator[_Content]:
+def _contents(settings: Settings, job: Job, progress: Progress | None) -> Iterator[Content]:
     """For each object an input gives: its builder, what was done and why, warnings."""
+    if job.choice.kind is MediaKind.VIDEO:
+        from sendtopacs_core._video import video_contents  # noqa: PLC0415 (PyAV loads slowly)
+
+        yield from video_contents(settings, job.path, progress)
+        return
     if job.choice.kind is MediaKind.PDF:
         from sendtopacs_core.media.pdf import read_pdf  # noqa: PLC0415 (pypdf loads slowly)
 
@@ -158,7 +183,7 @@ def _contents(settings: Settings, job: Job) -> Iterator[_Content]:
 
         pages = "page" if document.pages == 1 else "pages"
         reason = f"PDF of {document.pages} {pages} encapsulated unchanged"
-        yield build_pdf, ConversionAction.ENCAPSULATED, reason, ()
+        yield Content(build_pdf, ConversionAction.ENCAPSULATED, reason)
         return
     mode = settings.non_dicom.image_transfer_syntax
     quality = settings.non_dicom.jpeg_quality
@@ -168,18 +193,20 @@ def _contents(settings: Settings, job: Job) -> Iterator[_Content]:
 
 def _image_content(
     image: JpegImage | RasterImage, mode: ImageTransferSyntax, quality: int
-) -> _Content:
+) -> Content:
     def build_as_is(context: ObjectContext) -> Dataset:
         return build_secondary_capture(image, context=context)
 
     if isinstance(image, JpegImage):
-        return build_as_is, ConversionAction.PASSED_THROUGH, image.note, ()
+        return Content(build_as_is, ConversionAction.PASSED_THROUGH, image.note)
     if mode is not ImageTransferSyntax.JPEG_BASELINE:
-        return build_as_is, ConversionAction.DECODED, image.note, ()
+        return Content(build_as_is, ConversionAction.DECODED, image.note)
     try:
         encoded = encode_baseline_jpeg(image, quality=quality)
     except ValueError as exc:
-        return build_as_is, ConversionAction.DECODED, image.note, (f"kept uncompressed: {exc}",)
+        return Content(
+            build_as_is, ConversionAction.DECODED, image.note, (f"kept uncompressed: {exc}",)
+        )
     history = image.lossy
     methods = [history.method] if history and history.method else []
     ratios = [history.ratio] if history and history.method and history.ratio else []
@@ -190,7 +217,7 @@ def _image_content(
         )
 
     reason = f"{image.note}; {encoded.note}" if image.note else encoded.note
-    return build_encoded, ConversionAction.ENCODED, reason, ()
+    return Content(build_encoded, ConversionAction.ENCODED, reason)
 
 
 def _finish(settings: Settings, dataset: Dataset, study: Study) -> None:

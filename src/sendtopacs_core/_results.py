@@ -18,13 +18,17 @@ class ConversionAction(StrEnum):
     """What was done to the content of an input."""
 
     PASSED_THROUGH = "passed-through"
-    """The compressed data was stored unchanged (baseline JPEG)."""
+    """The compressed data was stored unchanged (baseline JPEG, a conforming video file)."""
     DECODED = "decoded"
     """The input was decoded and its pixels stored without further loss."""
     ENCODED = "encoded"
     """The pixels were encoded anew (baseline JPEG at the configured quality)."""
     ENCAPSULATED = "encapsulated"
     """The document was stored byte for byte (PDF)."""
+    REMUXED = "remuxed"
+    """The video stream was stored unchanged in another container (MP4), or without audio."""
+    TRANSCODED = "transcoded"
+    """The video was decoded and encoded anew to meet a video transfer syntax."""
 
 
 def _uid_name(uid: str) -> str:

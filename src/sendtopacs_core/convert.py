@@ -23,7 +23,7 @@ from typing import Final
 
 import attrs
 
-from sendtopacs_core._job import Batch, Job, content_digest, run_job
+from sendtopacs_core._job import Batch, Job, Progress, content_digest, run_job
 from sendtopacs_core._results import (
     ConversionAction,
     ConversionFailure,
@@ -107,6 +107,7 @@ class Converter:
         study: Study | None = None,
         *,
         out_dir: str | os.PathLike[str],
+        progress: Progress | None = None,
     ) -> ConversionReport:
         """Convert ``paths`` for ``study`` into DICOM files in ``out_dir``.
 
@@ -117,6 +118,9 @@ class Converter:
         converting a file again, alone or in another batch, gives the same SOP Instance UID and
         the PACS sees a duplicate, not a new object. An input whose content equals an earlier
         one's is converted once.
+
+        ``progress``, when given, is called with an input and the fraction done (0 to 1)
+        while a video is transcoded; videos are converted in this process.
 
         Returns
         -------
@@ -144,7 +148,12 @@ class Converter:
                 failures[index] = ConversionFailure(source=path, error=exc)
         planned, batch = self._plan(inspected, study, out)
         jobs = [entry.job for entry in planned if entry.same_as is None]
-        outcomes = self._run(batch, jobs)
+        outcomes = self._run(batch, [job for job in jobs if job.choice.kind is not MediaKind.VIDEO])
+        outcomes.update(
+            (job.index, run_job(batch, job, progress))
+            for job in jobs
+            if job.choice.kind is MediaKind.VIDEO
+        )
         files: list[ConvertedFile] = []
         for entry in planned:
             job = entry.job
@@ -303,8 +312,6 @@ def _inspect(index: int, path: Path) -> _Inspected:
             )
     if kind is MediaKind.DICOM:
         raise UnsupportedMediaError(path, "already a DICOM file: send it as it is")
-    if kind is MediaKind.VIDEO:
-        raise UnsupportedMediaError(path, "video conversion is not supported yet")
     pages = count_pages(path) if head.startswith(_TIFF_MAGIC) else 1
     return _Inspected(index=index, path=path, kind=kind, size=size, pages=pages)
 
