@@ -108,7 +108,7 @@ def content_digest(path: Path) -> str:
 
 
 def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[ConvertedFile]:
-    digest = job.digest if job.digest is not None else content_digest(job.path)
+    digest = job.digest
     settings = batch.settings
     non_dicom = settings.non_dicom
     choice = job.choice
@@ -122,6 +122,8 @@ def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[Converte
     for page, content in enumerate(_contents(settings, job, progress)):
         if page >= len(job.targets):
             raise ConversionError(job.path, "the file changed while it was being converted")
+        if digest is None:  # taken once the content is known to be convertible
+            digest = content_digest(job.path)
         sop_uid = derive_uid("instance", [series_uid, digest, str(page), recipe])
         context = ObjectContext(
             study=batch.study,

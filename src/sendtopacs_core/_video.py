@@ -15,9 +15,9 @@ from pydicom.dataset import Dataset
 
 from sendtopacs_core._job import Content, Progress
 from sendtopacs_core._results import ConversionAction
-from sendtopacs_core.errors import ConversionError
+from sendtopacs_core.errors import ConversionError, UnsupportedMediaError
 from sendtopacs_core.iods._modules import ObjectContext
-from sendtopacs_core.iods.video import VideoStream, build_video, write_video
+from sendtopacs_core.iods.video import MAX_FRAGMENT_BYTES, VideoStream, build_video, write_video
 from sendtopacs_core.media.video import VideoProbe, plan_video, probe_video, remux, transcode
 from sendtopacs_core.settings import Settings
 
@@ -34,6 +34,13 @@ def video_contents(settings: Settings, path: Path, progress: Progress | None) ->
     """The one object a video gives; the temporary stream lives until it is written."""
     probe = probe_video(path)
     plan = plan_video(probe, str(settings.non_dicom.video_format))
+    if plan.action != "transcode" and probe.size_bytes > MAX_FRAGMENT_BYTES:
+        raise UnsupportedMediaError(
+            path,
+            f"{probe.size_bytes} bytes: a video stored as it is must fit in one fragment of "
+            f"at most {MAX_FRAGMENT_BYTES} bytes (the fragmentable transfer syntaxes are not "
+            "supported)",
+        )
     temp_root = settings.main.temp_dir
     with tempfile.TemporaryDirectory(prefix="sendtopacs-video-", dir=temp_root) as scratch:
         stored, stored_probe = path, probe

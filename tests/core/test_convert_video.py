@@ -29,6 +29,7 @@ from sendtopacs_core import (
     VideoFormat,
 )
 from tests import _corpus
+from tests._clips import Clips, make_clips
 
 NOW = dt.datetime(2026, 11, 27, 10, 30, 0, tzinfo=dt.UTC)
 STUDY = Study(patient_id="PID-0001", patient_name="Test^Patient", accession_number="ACC7")
@@ -159,3 +160,52 @@ def test_bad_videos_fail_alone(clips: dict[str, Path], tmp_path: Path) -> None:
     assert "truncated.mp4" in str(failed[truncated])
     assert "notes.mp4" in str(failed[text])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["high.dcm"]
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Clips:
+    return make_clips(tmp_path_factory.mktemp("matrix"))
+
+
+MATRIX = [
+    ("hd720", ConversionAction.PASSED_THROUGH),
+    ("hd1080p60", ConversionAction.PASSED_THROUGH),
+    ("baseline", ConversionAction.TRANSCODED),
+    ("portrait", ConversionAction.PASSED_THROUGH),
+    ("rotated", ConversionAction.TRANSCODED),
+    ("vfr", ConversionAction.TRANSCODED),
+    ("hevc", ConversionAction.TRANSCODED),
+    ("vp9", ConversionAction.TRANSCODED),
+    ("mjpeg", ConversionAction.TRANSCODED),
+    ("mpeg2", ConversionAction.PASSED_THROUGH),
+    ("h264_ts", ConversionAction.REMUXED),
+    ("mono_aac", ConversionAction.REMUXED),
+]
+
+
+@pytest.mark.parametrize(("name", "action"), MATRIX)
+def test_every_clip_gives_a_valid_playable_object(
+    matrix: Clips,
+    tmp_path: Path,
+    dciodvfy: Callable[[Path], Any],
+    name: str,
+    action: ConversionAction,
+) -> None:
+    source: Path = getattr(matrix, name)
+    report = converter().convert([source], STUDY, out_dir=tmp_path)
+    assert report.failures == ()
+    (item,) = report.files
+    assert item.action is action, item.reason
+    result = dciodvfy(item.path)
+    assert result.errors == [], result.output
+    ds = pydicom.dcmread(item.path)
+    stored = stored_stream(item.path)
+    if action is ConversionAction.PASSED_THROUGH:
+        original = source.read_bytes()
+        assert stored[: len(original)] == original
+        assert len(stored) - len(original) in (0, 1)
+    with av.open(io.BytesIO(stored), "r") as container:
+        frames = list(container.decode(video=0))
+    assert int(ds.NumberOfFrames) == len(frames)
+    assert (ds.Rows, ds.Columns) == (frames[0].height, frames[0].width)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{source.stem}.dcm"]
