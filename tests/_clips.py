@@ -9,6 +9,12 @@ import attrs
 import av
 import numpy as np
 
+X264_HIGH_41 = {
+    "preset": "ultrafast",
+    "profile": "high",
+    "level": "4.1",
+    "x264-params": "8x8dct=1:log-level=error",
+}
 _X264_HIGH = {"preset": "ultrafast", "profile": "high", "x264-params": "8x8dct=1:log-level=error"}
 
 

@@ -28,8 +28,7 @@ from sendtopacs_core import (
     UnsupportedMediaError,
     VideoFormat,
 )
-from tests import _corpus
-from tests._clips import Clips, make_clips
+from tests._clips import X264_HIGH_41, Clips, make_clips, write_clip
 
 NOW = dt.datetime(2026, 11, 27, 10, 30, 0, tzinfo=dt.UTC)
 STUDY = Study(patient_id="PID-0001", patient_name="Test^Patient", accession_number="ACC7")
@@ -54,9 +53,9 @@ def stored_stream(path: Path) -> bytes:
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("clips")
     return {
-        "high": _corpus.h264_clip(folder / "high.mp4", width=640, height=360),
-        "baseline": _corpus.h264_clip(folder / "baseline.mp4", profile="baseline"),
-        "ts": _corpus.h264_clip(folder / "stream.ts", container="mpegts"),
+        "high": write_clip(folder / "high.mp4", width=640, height=360, options=X264_HIGH_41),
+        "baseline": write_clip(folder / "baseline.mp4", options={"preset": "ultrafast"}),
+        "ts": write_clip(folder / "stream.ts", options=X264_HIGH_41, fmt="mpegts"),
     }
 
 
