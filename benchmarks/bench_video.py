@@ -18,15 +18,15 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Final
 
 import av
-import numpy as np
 
 from bench_convert import BenchmarkError, run_measured
 
@@ -56,44 +56,33 @@ FFMPEG_TRANSCODE: Final = (
 )
 
 
-def _frames(width: int, height: int, count: int, *, noise: int, seed: int) -> np.ndarray:
-    """A moving gradient with noise: ``count`` frames are produced lazily by the caller."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    noisy: np.ndarray = ((x + y) % 256) + rng.integers(-noise, noise + 1, size=(height, width))
-    return noisy.astype(np.int16)
-
-
 def generate_clip(
-    path: Path, *, seconds: float, profile: str, crf: int, noise: int, max_bytes: int | None
+    ffmpeg: str,
+    path: Path,
+    *,
+    seconds: float,
+    profile: str,
+    crf: int,
+    noise: int,
+    max_bytes: int | None = None,
 ) -> None:
-    """Encode a 1080p30 H.264 clip with PyAV (yuv420p, CFR); stop early at ``max_bytes``."""
-    rate = 30
-    base = _frames(1920, 1080, 1, noise=noise, seed=7)
-    with av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, rate)
-        params = "8x8dct=1" if profile == "high" else "8x8dct=0:cabac=0"
-        stream.codec_context.options = {
-            "profile": profile,
-            "level": "4.1",
-            "preset": "ultrafast",
-            "crf": str(crf),
-            "x264-params": params,
-        }
-        written = 0
-        for index in range(int(seconds * rate)):
-            luma = np.clip(np.roll(base, index * 8, axis=1), 0, 255).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.dstack([luma] * 3), format="rgb24")
-            frame.pts = index
-            for packet in stream.encode(frame.reformat(format="yuv420p")):
-                written += packet.size
-                out.mux(packet)
-            if max_bytes is not None and written >= max_bytes:
-                break
-        for packet in stream.encode():
-            out.mux(packet)
+    """Encode a 1080p30 H.264 clip (yuv420p, CFR) with the ffmpeg command line.
+
+    The picture is ffmpeg's ``testsrc2`` with temporal noise (``noise`` sets its strength, so
+    the bit rate); ``max_bytes`` stops the output at that size (ffmpeg ``-fs``).
+    """
+    source = f"testsrc2=s=1920x1080:r=30,noise=alls={noise}:allf=t"
+    params = "8x8dct=1" if profile == "high" else "8x8dct=0:cabac=0"
+    limit = ["-fs", str(max_bytes)] if max_bytes is not None else []
+    argv = [
+        ffmpeg, "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", source,
+        "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-profile:v", profile,
+        "-level:v", "4.1", "-crf", str(crf), "-x264-params", params, "-pix_fmt", "yuv420p",
+        "-movflags", "+faststart", *limit, str(path),
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BenchmarkError(f"ffmpeg could not generate {path.name}: {result.stderr.strip()}")
 
 
 def sendtopacs(files: Sequence[Path], out_dir: Path, settings: Path) -> list[str]:
@@ -103,6 +92,64 @@ def sendtopacs(files: Sequence[Path], out_dir: Path, settings: Path) -> list[str
     ]  # fmt: skip
 
 
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def _can_drop_caches() -> bool:
+    return os.access("/proc/sys/vm/drop_caches", os.W_OK)
+
+
+def _drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("1\n", encoding="ascii")
+
+
+def _pass_through(
+    big: Path, work: Path, settings: Path, *, runs: int, cold: bool
+) -> tuple[float, int, float, int]:
+    """Median wall time and peak RSS of sendtopacs and of cp, run alternately."""
+    ours: list[tuple[float, int]] = []
+    cps: list[tuple[float, int]] = []
+    for run_index in range(runs):
+        for name, results in (("pass", ours), ("cp", cps)):
+            out_dir = work / f"out-{name}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            out_dir.mkdir()
+            if cold:
+                _drop_caches()
+            else:
+                os.sync()
+            argv = (
+                sendtopacs([big], out_dir, settings)
+                if name == "pass"
+                else ["cp", str(big), str(out_dir)]
+            )
+            results.append(run_measured(argv, log=work / f"{name}-{run_index}.log"))
+    return (
+        statistics.median(wall for wall, _ in ours),
+        max(rss for _, rss in ours),
+        statistics.median(wall for wall, _ in cps),
+        max(rss for _, rss in cps),
+    )
+
+
+def _pass_rows(passes: dict[str, tuple[float, int, float, int]], size_mb: float) -> list[str]:
+    rows = []
+    for cache, (ours_s, ours_rss, cp_s, cp_rss) in passes.items():
+        ratio = cp_s / ours_s
+        rss_mb = ours_rss / 1024
+        rows += [
+            f"| pass-through ({cache} cache): sendtopacs convert big.mp4 | {ours_s:.2f} | "
+            f"{size_mb / ours_s:.0f} MiB/s | {rss_mb:.1f} | {ratio:.2f}x cp's throughput | "
+            f">= {PASS_THROUGH_GOAL}x: {verdict(ratio >= PASS_THROUGH_GOAL)}; RSS <= "
+            f"{RSS_GOAL_MB} MB: {verdict(rss_mb <= RSS_GOAL_MB)} |",
+            f"| cp big.mp4 ({cache} cache) | {cp_s:.2f} | {size_mb / cp_s:.0f} MiB/s | "
+            f"{cp_rss / 1024:.1f} | reference | |",
+        ]
+    return rows
+
+
 def run(args: argparse.Namespace, work: Path) -> int:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -110,20 +157,24 @@ def run(args: argparse.Namespace, work: Path) -> int:
     big, baseline = work / "big.mp4", work / "baseline.mp4"
     print(f"generating a {args.size_mb} MB 1080p High Profile MP4 ...", flush=True)
     generate_clip(
-        big, seconds=3600, profile="high", crf=8, noise=40, max_bytes=args.size_mb * 2**20
+        ffmpeg,
+        big,
+        seconds=3600,
+        profile="high",
+        crf=8,
+        noise=30,
+        max_bytes=args.size_mb * 2**20,
     )
     print(f"generating a {args.seconds} s 1080p30 Baseline Profile MP4 ...", flush=True)
-    generate_clip(
-        baseline, seconds=args.seconds, profile="baseline", crf=20, noise=6, max_bytes=None
-    )
+    generate_clip(ffmpeg, baseline, seconds=args.seconds, profile="baseline", crf=20, noise=4)
     size_mb = big.stat().st_size / 2**20
     settings = work / "no-settings.json"
-    print("measuring pass-through: sendtopacs, then cp ...", flush=True)
-    ours_s, ours_rss = run_measured(
-        sendtopacs([big], work / "out-pass", settings), log=work / "a.log"
-    )
-    (work / "out-cp").mkdir()
-    cp_s, cp_rss = run_measured(["cp", str(big), str(work / "out-cp")], log=work / "b.log")
+    cache_modes = ["warm"] + (["cold"] if _can_drop_caches() else [])
+    passes: dict[str, tuple[float, int, float, int]] = {}
+    for cache in cache_modes:
+        print(f"measuring pass-through ({cache} cache): sendtopacs and cp, {args.runs} runs "
+              "each ...", flush=True)  # fmt: skip
+        passes[cache] = _pass_through(big, work, settings, runs=args.runs, cold=cache == "cold")
     print("measuring transcode: sendtopacs, then ffmpeg ...", flush=True)
     tr_s, tr_rss = run_measured(
         sendtopacs([baseline], work / "out-tr", settings), log=work / "c.log"
@@ -131,26 +182,17 @@ def run(args: argparse.Namespace, work: Path) -> int:
     ff_argv = [ffmpeg, "-nostdin", "-y", "-i", str(baseline), *FFMPEG_TRANSCODE]
     ff_s, ff_rss = run_measured([*ff_argv, str(work / "ffmpeg.mp4")], log=work / "d.log")
 
-    throughput = (size_mb / ours_s) / (size_mb / cp_s)
     speed = ff_s / tr_s
-    rss_mb = ours_rss / 1024
-
-    def verdict(met: bool) -> str:
-        return "met" if met else "NOT met"
 
     lines = [
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, PyAV {av.__version__}; big.mp4 {size_mb:.0f} MiB, "
-        f"baseline.mp4 {args.seconds} s 1080p30",
+        f"baseline.mp4 {args.seconds} s 1080p30; pass-through: median of {args.runs} runs, "
+        "dirty pages written (sync) before each; cold cache: page cache dropped before each",
         "",
         "| command | wall time (s) | throughput | peak RSS (MiB) | ratio | goal |",
         "| --- | ---: | ---: | ---: | --- | --- |",
-        f"| pass-through: sendtopacs convert big.mp4 | {ours_s:.2f} | {size_mb / ours_s:.0f} MiB/s "
-        f"| {rss_mb:.1f} | {throughput:.2f}x cp's throughput | >= {PASS_THROUGH_GOAL}x: "
-        f"{verdict(throughput >= PASS_THROUGH_GOAL)}; RSS <= {RSS_GOAL_MB} MB: "
-        f"{verdict(rss_mb <= RSS_GOAL_MB)} |",
-        f"| cp big.mp4 | {cp_s:.2f} | {size_mb / cp_s:.0f} MiB/s | {cp_rss / 1024:.1f} "
-        "| reference | |",
+        *_pass_rows(passes, size_mb),
         f"| transcode: sendtopacs convert baseline.mp4 | {tr_s:.2f} | "
         f"{args.seconds * 30 / tr_s:.1f} frames/s | {tr_rss / 1024:.1f} | {speed:.2f}x ffmpeg's "
         f"speed | >= {TRANSCODE_GOAL}x: {verdict(speed >= TRANSCODE_GOAL)} |",
@@ -168,6 +210,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mb", type=int, default=1024, help="pass-through file size")
+    parser.add_argument("--runs", type=int, default=3, help="pass-through runs (median)")
     parser.add_argument("--seconds", type=int, default=60, help="transcode clip length")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the report")
     parser.add_argument("--workdir", type=Path, metavar="DIR", help="keep files here")

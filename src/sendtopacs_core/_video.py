@@ -8,12 +8,14 @@ a temporary folder that is removed when the object has been written.
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from sendtopacs_core._job import Content, Progress
+from sendtopacs_core._job import Content, Progress, content_digest
 from sendtopacs_core._results import ConversionAction
 from sendtopacs_core.errors import ConversionError, UnsupportedMediaError
 from sendtopacs_core.iods._modules import ObjectContext
@@ -31,7 +33,23 @@ _ACTIONS = {
 
 
 def video_contents(settings: Settings, path: Path, progress: Progress | None) -> Iterator[Content]:
-    """The one object a video gives; the temporary stream lives until it is written."""
+    """The one object a video gives; the temporary stream lives until it is written.
+
+    The content digest (for the SOP Instance UID) is taken in a thread while the video is
+    probed and planned: both read the whole file, and a recording may be gigabytes.
+    """
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="sendtopacs-digest") as pool:
+        digest = pool.submit(content_digest, path, stop=stop)
+        try:
+            yield from _contents(settings, path, progress, digest.result)
+        finally:
+            stop.set()
+
+
+def _contents(
+    settings: Settings, path: Path, progress: Progress | None, digest: Callable[[], str]
+) -> Iterator[Content]:
     probe = probe_video(path)
     plan = plan_video(probe, str(settings.non_dicom.video_format))
     if plan.action != "transcode" and probe.size_bytes > MAX_FRAGMENT_BYTES:
@@ -63,7 +81,7 @@ def video_contents(settings: Settings, path: Path, progress: Progress | None) ->
             except (OSError, ValueError) as exc:
                 raise ConversionError(source, f"cannot write {target}: {exc}") from exc
 
-        yield Content(build, _ACTIONS[plan.action], plan.reason, write=write)
+        yield Content(build, _ACTIONS[plan.action], plan.reason, write=write, digest=digest)
 
 
 def _stream(path: Path, probe: VideoProbe, transfer_syntax_uid: str) -> VideoStream:

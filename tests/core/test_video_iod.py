@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import os
 import subprocess
@@ -16,6 +17,7 @@ import av
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 
 import sendtopacs_core.iods.video as video_module
@@ -224,8 +226,23 @@ def test_content_date_defaults_to_now_and_annotation_follows_context(mp4: Path) 
     assert dataset.BurnedInAnnotation == "NO"
 
 
+@pytest.fixture(params=["kernel copy", "no copy_file_range", "copy_file_range fails"])
+def copy_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The stream copy in the kernel, or in user space where the kernel copy is unavailable."""
+    mode: str = request.param
+    if mode == "no copy_file_range":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    elif mode == "copy_file_range fails":
+
+        def cross_device(*_args: object) -> int:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", cross_device, raising=False)
+    return mode
+
+
 @pytest.mark.parametrize("size", [1001, 1002])
-def test_writer_layout_and_padding(tmp_path: Path, mp4: Path, size: int) -> None:
+def test_writer_layout_and_padding(tmp_path: Path, mp4: Path, size: int, copy_mode: str) -> None:
     payload = bytes(range(256)) * 4
     payload = (payload * 2)[:size]
     source = tmp_path / "stream.bin"
@@ -266,6 +283,37 @@ def test_size_mismatch_is_refused(tmp_path: Path, mp4: Path) -> None:
     with pytest.raises(ValueError, match="expected"):
         write_video(dataset, stream, tmp_path / "out.dcm")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_elements_after_pixel_data_are_refused(tmp_path: Path, mp4: Path) -> None:
+    stream = video_stream(mp4)
+    dataset = build_video(stream, context=object_context())
+    dataset.add_new(0xFFFCFFFC, "OB", b"\x00\x00")  # Data Set Trailing Padding
+    with pytest.raises(ValueError, match="after Pixel Data"):
+        write_video(dataset, stream, tmp_path / "out.dcm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stream_growing_while_copied_is_refused(
+    tmp_path: Path, mp4: Path, monkeypatch: pytest.MonkeyPatch, copy_mode: str
+) -> None:
+    source = tmp_path / "growing.mp4"
+    source.write_bytes(mp4.read_bytes())
+    stream = video_stream(source)
+    dataset = build_video(stream, context=object_context())
+    real_dcmwrite = pydicom.dcmwrite
+
+    def write_then_grow(output: io.BufferedWriter, written: Dataset, **kwargs: bool) -> None:
+        real_dcmwrite(output, written, **kwargs)
+        with source.open("ab") as handle:  # a recorder still appending to the file
+            handle.write(b"\x00" * 10)
+
+    monkeypatch.setattr(video_module, "dcmwrite", write_then_grow)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match="the file changed"):
+        write_video(dataset, stream, out / "video.dcm")
+    assert list(out.iterdir()) == []
 
 
 def test_stream_over_4_gib_is_refused_before_writing(tmp_path: Path, mp4: Path) -> None:
@@ -338,3 +386,24 @@ def test_writing_300_mb_streams_with_bounded_memory(tmp_path: Path) -> None:
         handle.seek(-(len(chunk) + 2 + len(DELIMITER)), os.SEEK_END)
         tail = handle.read()
     assert tail == chunk + b"\x01\x00" + DELIMITER
+
+
+def test_kernel_copy_failing_midway_leaves_nothing(
+    tmp_path: Path, mp4: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_copy = os.copy_file_range
+    calls: list[int] = []
+
+    def failing_second_call(src: int, dst: int, count: int, *offsets: int) -> int:
+        calls.append(count)
+        if len(calls) > 1:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_copy(src, dst, min(count, 100), *offsets)
+
+    monkeypatch.setattr(os, "copy_file_range", failing_second_call)
+    stream = video_stream(mp4)
+    dataset = build_video(stream, context=object_context())
+    with pytest.raises(OSError, match="Input/output error"):
+        write_video(dataset, stream, tmp_path / "out.dcm")
+    assert list(tmp_path.iterdir()) == []
+    assert len(calls) == 2

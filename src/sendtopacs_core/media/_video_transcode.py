@@ -6,8 +6,11 @@ the caller gives, and delete the partial output on failure.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -56,6 +59,9 @@ _SHORT_UID: Final = {
 _L41_FS, _L41_MBPS = 8192, 245_760
 _L42_FS, _L42_MBPS = 8704, 522_240
 _NTSC: Final = Fraction(1000, 1001)
+_FULL_RANGE: Final = 2  # AVCOL_RANGE_JPEG
+#: Decoded frames waiting for the encoder: bounded memory (about 3 MB each at 1080p).
+_QUEUE_FRAMES: Final = 8
 
 
 @attrs.frozen(kw_only=True)
@@ -250,7 +256,11 @@ def _filter_graph(stream: av.VideoStream, frame: av.VideoFrame, plan: VideoPlan)
         nodes.extend((graph.add("hflip"), graph.add("vflip")))
     scaled_w = plan.scaled_width or plan.width
     scaled_h = plan.scaled_height or plan.height
-    nodes.append(graph.add("scale", f"{scaled_w}:{scaled_h}:flags=lanczos:out_range=tv"))
+    # Scaling costs about 5 % of a 1080p transcode: only when the size or the range changes
+    # (the format filter below converts the pixel format either way).
+    rotated = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+    if rotated != (scaled_w, scaled_h) or _full_range(frame):
+        nodes.append(graph.add("scale", f"{scaled_w}:{scaled_h}:flags=lanczos:out_range=tv"))
     if (scaled_w, scaled_h) != (plan.width, plan.height):
         nodes.append(graph.add("pad", f"{plan.width}:{plan.height}:(ow-iw)/2:(oh-ih)/2"))
     nodes.append(graph.add("setsar", "1"))
@@ -260,6 +270,11 @@ def _filter_graph(stream: av.VideoStream, frame: av.VideoFrame, plan: VideoPlan)
     nodes.append(graph.add("buffersink"))
     graph.link_nodes(*nodes).configure()
     return graph
+
+
+def _full_range(frame: av.VideoFrame) -> bool:
+    """Whether the decoded picture uses the full (JPEG) range, which must be limited."""
+    return frame.format.name.startswith("yuvj") or frame.color_range == _FULL_RANGE
 
 
 def _video_encoder(
@@ -347,24 +362,86 @@ def _pump(
     plan: VideoPlan,
     progress: Callable[[float], None] | None,
 ) -> None:
+    """Decode and filter in a thread, encode and mux here: the two overlap (PyAV releases the
+    GIL inside FFmpeg), which makes a 1080p transcode about 5 % faster than doing both in turn.
+    At most :data:`_QUEUE_FRAMES` frames wait between them.
+    """
     assert plan.frame_rate  # noqa: S101
     time_base = Fraction(1) / plan.frame_rate
-    total = max(plan.source_frames, 1)
-    graph: av.filter.Graph | None = None
-    decoded = written = 0
-    reported = 0.0
+    # Each filtered frame with the fraction of the source decoded so far; None ends.
+    frames: queue.Queue[tuple[av.VideoFrame, float] | None] = queue.Queue(_QUEUE_FRAMES)
+    stop = threading.Event()
+    failure: list[BaseException] = []
 
-    def encode(frame: av.VideoFrame | None) -> None:
-        nonlocal written
-        if frame is not None:
+    def put(item: tuple[av.VideoFrame, float] | None) -> None:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return
+        raise _StoppedError
+
+    def produce() -> None:
+        try:
+            _decode_and_filter(path, source, in_stream, plan, put)
+        except _StoppedError:
+            return
+        except BaseException as exc:  # handed to the encoding thread, which raises it
+            failure.append(exc)
+        with contextlib.suppress(_StoppedError):
+            put(None)
+
+    producer = threading.Thread(target=produce, name="sendtopacs-decode", daemon=True)
+    producer.start()
+    written = 0
+    reported = 0.0
+    try:
+        while (item := frames.get()) is not None:
+            frame, fraction = item
             frame.pts = written
             frame.time_base = time_base
             written += 1
-        try:
-            for packet in out_stream.encode(frame):
-                output.mux(packet)
-        except av.error.FFmpegError as exc:
-            raise ConversionError(path, f"encoding failed ({_reason(exc)})") from exc
+            _encode(path, output, out_stream, frame)
+            if progress is not None and fraction - reported >= _PROGRESS_STEP:
+                reported = fraction
+                progress(fraction)
+        if failure:
+            raise failure[0]
+        _encode(path, output, out_stream, None)
+    finally:
+        stop.set()
+        producer.join()
+
+
+class _StoppedError(Exception):
+    """The encoding side gave up: the decoding thread stops."""
+
+
+def _encode(
+    path: Path,
+    output: av.container.OutputContainer,
+    out_stream: av.VideoStream,
+    frame: av.VideoFrame | None,
+) -> None:
+    try:
+        for packet in out_stream.encode(frame):
+            output.mux(packet)
+    except av.error.FFmpegError as exc:
+        raise ConversionError(path, f"encoding failed ({_reason(exc)})") from exc
+
+
+def _decode_and_filter(
+    path: Path,
+    source: av.container.InputContainer,
+    in_stream: av.VideoStream,
+    plan: VideoPlan,
+    put: Callable[[tuple[av.VideoFrame, float]], None],
+) -> None:
+    """Every decoded frame through the filter graph into ``put``, with the fraction decoded."""
+    total = max(plan.source_frames, 1)
+    graph: av.filter.Graph | None = None
+    decoded = 0
 
     def drain(current: av.filter.Graph) -> None:
         while True:
@@ -372,24 +449,19 @@ def _pump(
                 filtered = current.vpull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            encode(filtered)
+            put((filtered, min(decoded / total, 0.999)))
 
     try:
         for packet in source.demux(in_stream):
             for frame in packet.decode():
                 if graph is None:
                     graph = _filter_graph(in_stream, frame, plan)
+                decoded += 1
                 graph.vpush(frame)
                 drain(graph)
-                decoded += 1
-                fraction = min(decoded / total, 0.999)
-                if progress is not None and fraction - reported >= _PROGRESS_STEP:
-                    reported = fraction
-                    progress(fraction)
         if graph is None:
             raise CorruptMediaError(path, "0 frames could be decoded")
         graph.vpush(None)
         drain(graph)
     except av.error.FFmpegError as exc:
         raise CorruptMediaError(path, f"decoding failed ({_reason(exc)})") from exc
-    encode(None)
