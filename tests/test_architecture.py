@@ -14,7 +14,8 @@ Rules (A <- B means B may import A):
   ``journal`` by ``forward``/``testing``; ``forward`` by ``testing`` (the package
   ``__init__`` may re-export any of them).
 - ``net/`` uses from the core only ``errors``, ``_vr``, ``_version``, ``model``, ``uids``,
-  ``charset`` and ``tags``.
+  ``charset`` and ``tags``; except ``net/sender.py``, which orchestrates one send and may also
+  use ``settings`` and ``convert`` (non-DICOM inputs are converted on the fly).
 - A module over 600 lines says why in a ``# size: <reason>`` comment in its first 5 lines.
 
 Every ``import`` counts, including those inside functions and ``if TYPE_CHECKING:`` blocks, and
@@ -56,7 +57,12 @@ FORBIDDEN: Final[dict[str, tuple[str, ...]]] = {
 #: Upper layers of the core and the core modules that may import them (besides the package
 #: ``__init__`` and the layer itself).
 UPPER_LAYERS: Final[dict[str, tuple[str, ...]]] = {
-    f"{CORE}.convert": (f"{CORE}.forward", f"{CORE}.journal", f"{CORE}.testing"),
+    f"{CORE}.convert": (
+        f"{CORE}.forward",
+        f"{CORE}.journal",
+        f"{CORE}.testing",
+        f"{CORE}.net.sender",
+    ),
     f"{CORE}.net": (f"{CORE}.forward", f"{CORE}.journal", f"{CORE}.testing"),
     f"{CORE}.journal": (f"{CORE}.forward", f"{CORE}.testing"),
     f"{CORE}.forward": (f"{CORE}.testing",),
@@ -67,6 +73,8 @@ UPPER_LAYERS: Final[dict[str, tuple[str, ...]]] = {
 NET_MAY_USE: Final = tuple(
     f"{CORE}.{name}" for name in ("errors", "_vr", "_version", "model", "uids", "charset", "tags")
 )
+#: What ``net/sender.py`` may use besides: it converts non-DICOM inputs before sending them.
+SENDER_MAY_USE: Final = (f"{CORE}.settings", f"{CORE}.convert")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +271,10 @@ def _check_import(module: Module, imp: Import) -> Iterator[str]:
         and _core_submodule(imp.module)
         and not within(imp.module, f"{CORE}.net")
         and not any(within(imp.module, ok) for ok in NET_MAY_USE)
+        and not (
+            module.name == f"{CORE}.net.sender"
+            and any(within(imp.module, ok) for ok in SENDER_MAY_USE)
+        )
     ):
         yield f"{CORE}.net uses only {', '.join(NET_MAY_USE)} (found {imp.module})"
 
@@ -355,7 +367,7 @@ EXPORTED: Final = ("Converter", "Study")
         ("sendtopacs_core.convert", "import sendtopacs_adapters.cli\n", "never imports"),
         ("sendtopacs_core.media.image", "from sendtopacs_core import convert\n", "used only"),
         ("sendtopacs_core.iods._modules", "from ..net import sender\n", "used only"),
-        ("sendtopacs_core.net.sender", "from sendtopacs_core.settings import S\n", "uses only"),
+        ("sendtopacs_core.net._plan", "from sendtopacs_core.settings import S\n", "uses only"),
         (
             "sendtopacs_core.model",
             "from typing import TYPE_CHECKING\n"
@@ -380,6 +392,8 @@ def test_checker_finds_violations(name: str, source: str, expected: str) -> None
         ("sendtopacs_core.media.image", "from sendtopacs_core.errors import CorruptMediaError\n"),
         ("sendtopacs_core.net.sender", "import pynetdicom\nfrom sendtopacs_core import model\n"),
         ("sendtopacs_core.net.sender", "from ._association import open_association\n"),
+        ("sendtopacs_core.net.sender", "from sendtopacs_core.convert import Converter\n"),
+        ("sendtopacs_core.net.sender", "from sendtopacs_core.settings import Settings\n"),
         ("sendtopacs_core.testing.plugin", "from pynetdicom import AE, evt\n"),
         ("sendtopacs_core.settings", "import cattrs\n"),
         ("sendtopacs_core.forward", "from sendtopacs_core.convert import Converter\n"),

@@ -1,5 +1,7 @@
 """sendtopacs_core: turn clinic files into valid DICOM and deliver them to PACS."""
 
+import logging as _logging
+
 from sendtopacs_core._results import (
     ConversionAction,
     ConversionFailure,
@@ -21,13 +23,20 @@ from sendtopacs_core.errors import (
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
     ConversionType,
+    Device,
     ImageTransferSyntax,
     PatientSex,
     SopClassRule,
     Study,
     TagPattern,
+    Timeouts,
+    TlsOptions,
     VideoFormat,
 )
+from sendtopacs_core.net._association import AssociationFailedError
+from sendtopacs_core.net._outcome import FileOutcome, SendReport
+from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.sender import Sender
 from sendtopacs_core.settings import (
     DicomSettings,
     MainSettings,
@@ -36,7 +45,11 @@ from sendtopacs_core.settings import (
     Settings,
 )
 
+# A library logs, it does not print: without a handler of the application, nothing shows.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
 __all__ = [
+    "AssociationFailedError",
     "ConfigError",
     "ConversionAction",
     "ConversionError",
@@ -46,20 +59,27 @@ __all__ = [
     "ConvertedFile",
     "Converter",
     "CorruptMediaError",
+    "Device",
     "DicomNetworkError",
     "DicomSettings",
+    "FileOutcome",
     "ImageTransferSyntax",
     "InvalidValueError",
     "MainSettings",
     "NonDicomSettings",
     "PatientSex",
+    "SendReport",
+    "SendState",
     "SendToPacsError",
     "SendToPacsWarning",
+    "Sender",
     "SettingExplanation",
     "Settings",
     "SopClassRule",
     "Study",
     "TagPattern",
+    "Timeouts",
+    "TlsOptions",
     "UnsupportedMediaError",
     "VideoFormat",
     "__version__",

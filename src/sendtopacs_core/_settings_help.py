@@ -82,6 +82,36 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "worklist item.",
         "dicom.parse_dicom_for_worklist": "Search the worklist with the patient and study data "
         "of each DICOM file.",
+        "devices": "The PACS we send to; each is named and one may be the default.",
+        "devices[].name": "Unique name of the device; what --to NAME refers to.",
+        "devices[].ae_title": "The device's AE title (the called AE title).",
+        "devices[].host": "Host name or IP address of the device.",
+        "devices[].port": "TCP port of the device (1-65535).",
+        "devices[].description": "Free text shown in lists.",
+        "devices[].charset": "Specific Character Set the copies sent are encoded in; null keeps "
+        "each file's own.",
+        "devices[].decompress": "Always send uncompressed (Explicit VR Little Endian), lossy "
+        "sources included.",
+        "devices[].default": "The device used when none is named; at most one.",
+        "devices[].files_per_association": "Files sent per association (File send count); 0: "
+        "no limit.",
+        "devices[].parallel_associations": "Associations used at the same time for one send "
+        "(1-16).",
+        "devices[].tls.enabled": "Connect with DICOM TLS.",
+        "devices[].tls.ca_file": "PEM file of the authorities that sign the server certificate; "
+        "null: the system's.",
+        "devices[].tls.cert_file": "PEM file of our client certificate, if the server asks for "
+        "one.",
+        "devices[].tls.key_file": "PEM file of the key of our client certificate.",
+        "devices[].tls.verify": "Check the server certificate and host name (turning it off is "
+        "unsafe).",
+        "devices[].tls.server_name": "Name the server certificate must carry, when not the host.",
+        "devices[].timeouts.connect_s": "Seconds to open the connection (and TLS handshake).",
+        "devices[].timeouts.acse_s": "Seconds to wait for the association to be accepted or "
+        "released.",
+        "devices[].timeouts.dimse_s": "Seconds to wait for the answer to a request (C-STORE, "
+        "C-ECHO).",
+        "devices[].timeouts.network_s": "Seconds of silence before an association is aborted.",
     }
 )
 

@@ -1,4 +1,4 @@
-"""Domain objects: what a user says about patients, studies and conversion rules.
+"""Domain objects: what a user says about patients, studies, conversion rules and devices.
 
 All are frozen attrs classes whose fields are validated on creation; change one with
 :func:`attrs.evolve`. None of them holds a pydicom ``Dataset``: mapping to DICOM lives in
@@ -8,11 +8,14 @@ All are frozen attrs classes whose fields are validated on creation; change one 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import attrs
 
 from sendtopacs_core._vr import (
+    check_ae_title,
+    check_charset,
     check_cs,
     check_da,
     check_lo,
@@ -27,12 +30,16 @@ from sendtopacs_core.errors import InvalidValueError
 from sendtopacs_core.tags import parse_template
 
 __all__ = [
+    "MAX_CONTEXTS",
     "ConversionType",
+    "Device",
     "ImageTransferSyntax",
     "PatientSex",
     "SopClassRule",
     "Study",
     "TagPattern",
+    "Timeouts",
+    "TlsOptions",
     "VideoFormat",
 ]
 
@@ -292,3 +299,172 @@ class TagPattern:
     create_if_missing: bool = attrs.field(
         default=False, validator=attrs.validators.instance_of(bool)
     )
+
+
+# -- devices (the ``devices`` settings) ------------------------------------------------------------
+
+#: Presentation contexts one association may carry (PS3.8 9.3.2.2: IDs 1-255, odd only).
+MAX_CONTEXTS: Final = 128
+_MAX_PARALLEL: Final = 16
+
+
+def _to_path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str) and value else value
+
+
+def _check_name(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(attribute.name, value, "a name is required")
+    if len(value) > 64 or not value.isprintable():
+        raise InvalidValueError(
+            attribute.name, value, "at most 64 printable characters are allowed"
+        )
+
+
+def _check_host(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(attribute.name, value, "a host name or IP address is required")
+    if any(c.isspace() or not c.isprintable() for c in value) or len(value) > 253:
+        raise InvalidValueError(attribute.name, value, "not a host name or IP address")
+
+
+def _check_port(_instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValueError(attribute.name, value, "a TCP port is 1 to 65535")
+
+
+def _check_count(low: int, high: int | None) -> Any:
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValueError(attribute.name, value, "a whole number is required")
+        if value < low or (high is not None and value > high):
+            upper = f" to {high}" if high is not None else " or more"
+            raise InvalidValueError(attribute.name, value, f"must be {low}{upper}")
+
+    return check
+
+
+def _check_seconds(_instance: Any, attribute: Any, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
+        raise InvalidValueError(attribute.name, value, "seconds: more than 0, at most 86400")
+
+
+def _is_bool(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidValueError(attribute.name, value, "true or false")
+
+
+def _to_float(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_file(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, Path):
+        raise InvalidValueError(attribute.name, value, "a file path is required")
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Network timeouts in seconds (pynetdicom's connection, ACSE, DIMSE and network).
+
+    Parameters
+    ----------
+    connect_s
+        Opening the TCP connection (and the TLS handshake).
+    acse_s
+        Waiting for the association to be accepted, rejected or released.
+    dimse_s
+        Waiting for the answer to a request (C-ECHO, C-STORE...).
+    network_s
+        Silence on an open association before it is aborted.
+    """
+
+    connect_s: float = attrs.field(default=10.0, converter=_to_float, validator=_check_seconds)
+    acse_s: float = attrs.field(default=30.0, converter=_to_float, validator=_check_seconds)
+    dimse_s: float = attrs.field(default=60.0, converter=_to_float, validator=_check_seconds)
+    network_s: float = attrs.field(default=60.0, converter=_to_float, validator=_check_seconds)
+
+
+def _check_tls(instance: Any, attribute: Any, value: Any) -> None:
+    if (instance.cert_file is None) != (instance.key_file is None):
+        raise InvalidValueError(
+            attribute.name, value, "a client certificate needs both cert_file and key_file"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class TlsOptions:
+    """DICOM TLS (PS3.15 B.1) towards a device.
+
+    Parameters
+    ----------
+    enabled
+        Connect with TLS.
+    ca_file
+        PEM file of the certificate authorities that may sign the server's certificate;
+        ``None`` uses the system's trusted authorities.
+    cert_file, key_file
+        PEM files of our client certificate and its key, when the server asks for one.
+    verify
+        Check the server's certificate and its host name (on by default; turning it off
+        allows any server to pose as the PACS).
+    server_name
+        The name the server's certificate must carry, when it is not ``host``.
+    """
+
+    enabled: bool = attrs.field(default=False, validator=_is_bool)
+    ca_file: Path | None = attrs.field(default=None, converter=_to_path, validator=_check_file)
+    cert_file: Path | None = attrs.field(default=None, converter=_to_path, validator=_check_file)
+    key_file: Path | None = attrs.field(
+        default=None, converter=_to_path, validator=[_check_file, _check_tls]
+    )
+    verify: bool = attrs.field(default=True, validator=_is_bool)
+    server_name: str | None = attrs.field(default=None, converter=_strip)
+
+
+@attrs.frozen(kw_only=True)
+class Device:
+    """A PACS or other storage SCP we send to.
+
+    Parameters
+    ----------
+    name
+        Unique name; what ``--to NAME`` and monitors refer to.
+    ae_title
+        The device's AE title (our calling AE title is ``main.ae_title``).
+    host, port
+        Where it listens.
+    description
+        Free text shown in lists.
+    charset
+        Specific Character Set (0008,0005) the copies we send are encoded in (e.g. ``ISO_IR
+        192``); ``None`` keeps each file's own.
+    decompress
+        Always send uncompressed (Explicit VR Little Endian), decompressing lossy sources too.
+    default
+        The device used when none is named; at most one device is the default.
+    files_per_association
+        Files sent over one association before it is released and a new one opened (the
+        "File send count"); 0 means no limit.
+    parallel_associations
+        Associations used at the same time for one send (1 to 16).
+    tls
+        DICOM TLS options.
+    timeouts
+        Network timeouts.
+    """
+
+    name: str = attrs.field(converter=_strip, validator=_check_name)
+    ae_title: str = attrs.field(converter=_strip, validator=validator(check_ae_title))
+    host: str = attrs.field(converter=_strip, validator=_check_host)
+    port: int = attrs.field(validator=_check_port)
+    description: str = attrs.field(default="", converter=_strip)
+    charset: str | None = attrs.field(
+        default=None, converter=_strip, validator=validator(check_charset)
+    )
+    decompress: bool = attrs.field(default=False, validator=_is_bool)
+    default: bool = attrs.field(default=False, validator=_is_bool)
+    files_per_association: int = attrs.field(default=0, validator=_check_count(0, None))
+    parallel_associations: int = attrs.field(default=1, validator=_check_count(1, _MAX_PARALLEL))
+    tls: TlsOptions = attrs.field(factory=TlsOptions)
+    timeouts: Timeouts = attrs.field(factory=Timeouts)

@@ -1,10 +1,10 @@
 """Settings: the whole ``settings.json``, loaded and written through one cattrs converter.
 
-The file is UTF-8 JSON with one object per section (``main``, ``non_dicom``, ``dicom``); every
-section and every key is optional, and a missing file means the defaults. Keys are the attribute
-names of the section classes. Anything wrong (unreadable file, invalid JSON, a wrong type, an
-unknown key, an invalid value) raises :class:`~sendtopacs_core.errors.ConfigError` naming the key
-path and the value, e.g.::
+The file is UTF-8 JSON with one object per section (``main``, ``non_dicom``, ``dicom``) and the
+``devices`` list; every section and every key is optional, and a missing file means the
+defaults. Keys are the attribute names of the section classes. Anything wrong (unreadable
+file, invalid JSON, a wrong type, an unknown key, an invalid value) raises
+:class:`~sendtopacs_core.errors.ConfigError` naming the key path and the value, e.g.::
 
     settings.json: invalid value 'XXXXXXXXXXXXXXXXXXXX' @ $.main.ae_title: 20 characters; at most
     16 are allowed
@@ -14,7 +14,7 @@ checks; this one holds :class:`Settings`, the converter between JSON and those c
 is confined here) and the wording of its errors; ``_settings_help`` describes each key for
 :meth:`Settings.explain`. Import the names from here: this module re-exports both.
 
-Later sections (``devices``, ``worklist_devices``, ``monitors``, ``api``) are added as further
+Later sections (``worklist_devices``, ``monitors``, ``api``) are added as further
 attrs fields of :class:`Settings`; the converter and :meth:`Settings.explain` handle any frozen
 attrs class, so a new section needs only its class (in ``_settings_sections``), its field here
 and its entries in :data:`DESCRIPTIONS` (in ``_settings_help``).
@@ -56,6 +56,7 @@ from sendtopacs_core._settings_sections import (
     NonDicomSettings,
 )
 from sendtopacs_core.errors import ConfigError, InvalidValueError
+from sendtopacs_core.model import Device
 
 __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
@@ -68,6 +69,24 @@ __all__ = [
     "Settings",
     "make_converter",
 ]
+
+
+def _check_devices(_instance: Any, attribute: Any, value: Any) -> None:
+    names: set[str] = set()
+    defaults = 0
+    for index, device in enumerate(value):
+        if not isinstance(device, Device):
+            raise InvalidValueError(f"{attribute.name}[{index}]", device, "expected a device")
+        if device.name in names:
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].name", device.name, "another device has this name"
+            )
+        names.add(device.name)
+        defaults += device.default
+        if defaults > 1:
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].default", True, "only one device can be the default"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -91,6 +110,30 @@ class Settings:
     dicom: DicomSettings = attrs.field(
         factory=DicomSettings, validator=attrs.validators.instance_of(DicomSettings)
     )
+    devices: tuple[Device, ...] = attrs.field(default=(), converter=tuple, validator=_check_devices)
+
+    def device(self, name: str | None = None) -> Device:
+        """The device called ``name``; without a name, the default device (or the only one).
+
+        Raises
+        ------
+        ConfigError
+            No device has that name, or no name was given and no device is the default.
+        """
+        if name is not None:
+            for device in self.devices:
+                if device.name == name:
+                    return device
+            known = ", ".join(device.name for device in self.devices) or "none configured"
+            raise ConfigError(f"no device named {name!r} (devices: {known})")
+        defaults = [device for device in self.devices if device.default]
+        if defaults:
+            return defaults[0]
+        if len(self.devices) == 1:
+            return self.devices[0]
+        if not self.devices:
+            raise ConfigError("no device is configured (add one to the devices section)")
+        raise ConfigError("no device is the default: name one, or mark one with default: true")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Self:

@@ -1,0 +1,364 @@
+"""Associations with a device through pynetdicom: contexts, TLS, TCP_NODELAY, bounded sends.
+
+- Every socket we open has Nagle's algorithm off (TCP_NODELAY): with it on, each small
+  C-STORE waits for a delayed ACK (about 40 ms), which makes a sender of small files up to 40
+  times slower (reliability.md, finding 5).
+- Files are sent from disk in pieces, and the queue between our thread and pynetdicom's
+  network thread is bounded, so a 2 GB file never sits in memory.
+- A failed association is described in words: connection refused, timed out, rejected (with
+  its result, source and reason, e.g. "calling AE title not recognised"), aborted.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from pynetdicom import AE, evt
+from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import split_dataset
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from sendtopacs_core.errors import DicomNetworkError
+from sendtopacs_core.model import Device
+
+__all__ = [
+    "AssociationFailedError",
+    "Context",
+    "StoreResult",
+    "echo",
+    "open_association",
+    "paused_reactor",
+    "send_file",
+    "ssl_context",
+]
+
+#: P-DATA primitives waiting for pynetdicom's network thread (each at most one PDU).
+_QUEUE_PDUS: Final = 64
+
+_RESULTS: Final = {1: "rejected permanently", 2: "rejected transiently"}
+_SOURCES: Final = {
+    1: "by the service user",
+    2: "by the service provider (ACSE)",
+    3: "by the service provider (presentation)",
+}
+_REASONS: Final = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognised",
+    (1, 7): "called AE title not recognised",
+    (2, 1): "no reason given",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+class AssociationFailedError(DicomNetworkError):
+    """No association could be established with the device; the message says why.
+
+    Attributes
+    ----------
+    transient
+        Whether trying again later may help (refused connection, timeout, transient
+        rejection); a permanent rejection (unknown AE title) will not go away by itself.
+    rejection
+        ``(result, source, reason)`` of an A-ASSOCIATE-RJ, else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, rejection: tuple[int, int, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.rejection = rejection
+
+
+@attrs.frozen
+class Context:
+    """A presentation context to propose: an abstract syntax and its transfer syntaxes."""
+
+    sop_class_uid: str
+    transfer_syntaxes: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class StoreResult:
+    """The answer to one C-STORE: its status, or ``None`` when none came (aborted)."""
+
+    status: int | None
+    error_comment: str | None = None
+
+
+def ssl_context(device: Device) -> ssl.SSLContext:
+    """The client TLS context for ``device``: the server is verified unless turned off.
+
+    Raises
+    ------
+    DicomNetworkError
+        A certificate or key file cannot be loaded.
+    """
+    tls = device.tls
+    try:
+        context = ssl.create_default_context(
+            cafile=str(tls.ca_file) if tls.ca_file is not None else None
+        )
+        if not tls.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if tls.cert_file is not None and tls.key_file is not None:
+            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise DicomNetworkError(f"{device.name}: cannot load the TLS files: {exc}") from exc
+    return context
+
+
+def _tls_args(device: Device) -> tuple[ssl.SSLContext, str] | None:
+    if not device.tls.enabled:
+        return None
+    return ssl_context(device), device.tls.server_name or device.host
+
+
+def _no_delay(event: evt.Event, opened: threading.Event) -> None:
+    """EVT_CONN_OPEN: turn Nagle's algorithm off on the association's socket; note it."""
+    opened.set()
+    transport = event.assoc.dul.socket
+    sock = getattr(transport, "socket", None)
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _make_ae(calling_ae_title: str, device: Device) -> AE:
+    ae = AE(ae_title=calling_ae_title)
+    timeouts = device.timeouts
+    ae.connection_timeout = timeouts.connect_s
+    ae.acse_timeout = timeouts.acse_s
+    ae.dimse_timeout = timeouts.dimse_s
+    ae.network_timeout = timeouts.network_s
+    return ae
+
+
+def _describe_failure(
+    assoc: Association, device: Device, *, connected: bool
+) -> AssociationFailedError:
+    where = f"{device.ae_title}@{device.host}:{device.port}"
+    if not connected:
+        return AssociationFailedError(_connection_problem(device), transient=True)
+    if assoc.is_rejected:
+        primitive: Any = assoc.acceptor.primitive
+        result = int(primitive.result)
+        source = int(primitive.result_source)
+        reason = int(primitive.diagnostic)
+        words = _REASONS.get((source, reason), f"reason {reason}")
+        return AssociationFailedError(
+            f"association rejected by {where}: {words} ({_RESULTS.get(result, 'rejected')} "
+            f"{_SOURCES.get(source, f'by source {source}')}; result {result}, source {source}, "
+            f"reason {reason})",
+            transient=result == 2,
+            rejection=(result, source, reason),
+        )
+    if assoc.is_aborted:
+        return AssociationFailedError(
+            f"association aborted by {where}, or none of the presentation contexts offered "
+            "was accepted",
+            transient=True,
+        )
+    return AssociationFailedError(_connection_problem(device), transient=True)
+
+
+def _connection_problem(device: Device) -> str:
+    """Why no association came about, found by connecting once more ourselves."""
+    where = f"{device.host}:{device.port}"
+    try:
+        with socket.create_connection(
+            (device.host, device.port), timeout=device.timeouts.connect_s
+        ):
+            pass
+    except TimeoutError:
+        return f"cannot connect to {where}: timed out after {device.timeouts.connect_s:g} s"
+    except ConnectionRefusedError:
+        return f"cannot connect to {where}: connection refused (is the PACS running?)"
+    except OSError as exc:
+        return f"cannot connect to {where}: {exc.strerror or exc}"
+    if device.tls.enabled:
+        return f"no association with {where}: the TLS handshake failed (see the certificates)"
+    return (
+        f"no association with {where}: the peer did not answer the association request "
+        f"within {device.timeouts.acse_s:g} s"
+    )
+
+
+@contextmanager
+def open_association(
+    device: Device, calling_ae_title: str, contexts: Sequence[Context]
+) -> Iterator[Association]:
+    """An established association proposing ``contexts`` (at most 128); released at the end.
+
+    Raises
+    ------
+    AssociationFailedError
+        The association could not be established.
+    """
+    ae = _make_ae(calling_ae_title, device)
+    for context in contexts:
+        ae.add_requested_context(context.sop_class_uid, list(context.transfer_syntaxes))
+    opened = threading.Event()
+    assoc = ae.associate(
+        device.host,
+        device.port,
+        ae_title=device.ae_title,
+        tls_args=_tls_args(device),
+        evt_handlers=[(evt.EVT_CONN_OPEN, _no_delay, [opened])],
+    )
+    if not assoc.is_established:
+        raise _describe_failure(assoc, device, connected=opened.is_set())
+    _bound_send_queue(assoc)
+    try:
+        yield assoc
+    finally:
+        _close(assoc)
+
+
+def _close(assoc: Association) -> None:
+    """Release an established association; abort one left half-open."""
+    if assoc.is_established:
+        assoc.release()
+    elif not (assoc.is_aborted or assoc.is_released):
+        assoc.abort()
+
+
+def _bound_send_queue(assoc: Association) -> None:
+    """Replace pynetdicom's unbounded queue of outgoing primitives by a bounded one.
+
+    pynetdicom's ``send_c_store`` puts every P-DATA piece of a file on this queue as fast as
+    it reads the file, while its network thread sends them as fast as the peer reads: without
+    a bound a large file would end up in memory. Called once the association is established,
+    when the queue is empty.
+    """
+    dul = assoc.dul
+    bounded: queue.Queue[Any] = queue.Queue(_QUEUE_PDUS)
+    old = dul.to_provider_queue
+    while True:
+        try:
+            bounded.put_nowait(old.get_nowait())
+        except queue.Empty:
+            break
+    dul.to_provider_queue = bounded
+
+
+@contextmanager
+def paused_reactor(assoc: Association) -> Iterator[None]:
+    """Hold pynetdicom's association reactor while we exchange messages ourselves.
+
+    The reactor thread also takes DIMSE messages off the queue; pynetdicom's own ``send_*``
+    methods pause it around each request so that it cannot take the response first. Pausing
+    it once for a whole batch of C-STOREs instead of once per file saves about a millisecond
+    per file (the reactor polls every millisecond). An abort from the peer still reaches us:
+    pynetdicom puts an empty message on the queue.
+    """
+    checkpoint: threading.Event = assoc._reactor_checkpoint
+    checkpoint.clear()
+    while not assoc._is_paused and assoc.is_established:
+        time.sleep(0.0001)
+    try:
+        yield
+    finally:
+        checkpoint.set()
+
+
+def send_file(assoc: Association, path: Path, message_id: int) -> StoreResult:
+    """C-STORE the DICOM file at ``path``, its data set streamed from disk in PDU-sized pieces.
+
+    What pynetdicom's ``send_c_store`` does for a file when its module-wide
+    ``STORE_SEND_CHUNKED_DATASET`` option is on, without changing that option (no global
+    state, ours or pynetdicom's): the request names the file and the offset of its data set,
+    and pynetdicom reads it while sending. The file's transfer syntax must be the one of an
+    accepted context for its SOP class. Call it inside :func:`paused_reactor`.
+
+    Raises
+    ------
+    ValueError
+        No accepted context for the file's SOP class and transfer syntax, or its File Meta
+        Information lacks a UID.
+    RuntimeError
+        The association is no longer established.
+    """
+    if not assoc.is_established:
+        raise RuntimeError("the association is no longer established")
+    file_meta, offset = split_dataset(path)
+    sop_class = str(file_meta.get("MediaStorageSOPClassUID", "")).strip("\0 ")
+    sop_instance = str(file_meta.get("MediaStorageSOPInstanceUID", "")).strip("\0 ")
+    syntax = str(file_meta.get("TransferSyntaxUID", "")).strip("\0 ")
+    if not (sop_class and sop_instance and syntax):
+        raise ValueError(f"{path}: the File Meta Information lacks a UID")
+    context = next(
+        (
+            cx
+            for cx in assoc.accepted_contexts
+            if cx.abstract_syntax == sop_class and cx.transfer_syntax[0] == syntax
+        ),
+        None,
+    )
+    if context is None or context.context_id is None:
+        raise ValueError(f"no accepted presentation context for {sop_class} in {syntax}")
+    request = C_STORE()
+    request.MessageID = message_id
+    request.AffectedSOPClassUID = sop_class
+    request.AffectedSOPInstanceUID = sop_instance
+    request.Priority = 2  # low, as DCMTK storescu sends by default
+    request._dataset_path = (path, offset)
+    assoc.dimse.send_msg(request, context.context_id)
+    _context_id, response = assoc.dimse.get_msg(block=True)
+    if response is None:  # no answer within the DIMSE timeout, or the peer went away
+        if assoc.is_established:
+            assoc.abort()
+        return StoreResult(status=None)
+    status = getattr(response, "Status", None)
+    if status is None:
+        return StoreResult(status=None)
+    comment = getattr(response, "ErrorComment", None)
+    return StoreResult(status=int(status), error_comment=str(comment) if comment else None)
+
+
+def accepted(assoc: Association) -> list[PresentationContext]:
+    """The accepted presentation contexts of an association."""
+    contexts: list[PresentationContext] = assoc.accepted_contexts
+    return contexts
+
+
+def echo(device: Device, calling_ae_title: str) -> float:
+    """C-ECHO ``device``; return the round trip in seconds.
+
+    Raises
+    ------
+    AssociationFailedError
+        No association (refused, timed out, rejected: the message says which).
+    DicomNetworkError
+        The device answered the C-ECHO with a failure or not at all.
+    """
+    start = time.perf_counter()
+    with open_association(
+        device, calling_ae_title, [Context(str(Verification), ("1.2.840.10008.1.2",))]
+    ) as assoc:
+        status = assoc.send_c_echo()
+        if "Status" not in status:
+            raise DicomNetworkError(
+                f"{device.ae_title}@{device.host}:{device.port} did not answer the C-ECHO "
+                f"within {device.timeouts.dimse_s:g} s"
+            )
+        if int(status.Status) != 0:
+            raise DicomNetworkError(
+                f"{device.ae_title}@{device.host}:{device.port} answered the C-ECHO with "
+                f"status 0x{int(status.Status):04X}"
+            )
+    return time.perf_counter() - start

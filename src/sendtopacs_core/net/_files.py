@@ -1,0 +1,196 @@
+"""Which inputs are DICOM files, and what their headers say, read without the pixel data.
+
+A DICOM file is recognised by its content (the 128-byte preamble followed by ``DICM``), never
+by its extension. Directories are walked in sorted order; DICOMDIR files are skipped. The
+header is read up to the Pixel Data, whose framing is then checked against the file's size, so
+a truncated file (which pydicom reads without complaint) is refused before it is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Final
+
+import attrs
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset, read_preamble
+from pydicom.uid import UID
+
+__all__ = ["DicomFile", "InputFile", "discover", "is_dicom_file", "read_dicom_file"]
+
+MEDIA_STORAGE_DIRECTORY: Final = "1.2.840.10008.1.3.10"
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data.
+_PIXEL_TAGS: Final = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_DELIMITER: Final = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_LONG_VRS: Final = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}
+
+
+class InvalidDicomFileError(ValueError):
+    """A file that starts like DICOM but cannot be sent (missing meta, truncated...)."""
+
+
+def is_dicom_file(path: Path) -> bool:
+    """Whether ``path`` starts with a DICOM preamble and the ``DICM`` prefix."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+@attrs.frozen(kw_only=True)
+class InputFile:
+    """One file found among the inputs, and whether it is DICOM."""
+
+    path: Path
+    is_dicom: bool
+
+
+def discover(items: Iterable[str | os.PathLike[str]]) -> Iterator[InputFile | OSError]:
+    """Every file of ``items`` (folders walked in name order); an unreadable item is an error.
+
+    Yields the :class:`OSError` (with its filename) for an input that does not exist or a
+    folder that cannot be listed, so that the caller reports it and goes on.
+    """
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            yield from _walk(path)
+        elif path.is_file():
+            yield InputFile(path=path, is_dicom=is_dicom_file(path))
+        else:
+            yield FileNotFoundError(2, "no such file or folder", str(path))
+
+
+def _walk(folder: Path) -> Iterator[InputFile | OSError]:
+    try:
+        entries = sorted(folder.iterdir(), key=lambda entry: entry.name)
+    except OSError as exc:
+        yield exc
+        return
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk(entry)
+        elif entry.is_file():
+            if entry.name.upper() == "DICOMDIR":
+                continue
+            yield InputFile(path=entry, is_dicom=is_dicom_file(entry))
+
+
+@attrs.frozen(kw_only=True)
+class DicomFile:
+    """What a DICOM file's header says, and where its data set and Pixel Data begin."""
+
+    path: Path
+    size: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax_uid: str
+    header: Dataset = attrs.field(eq=False, repr=False)
+    """The data set without Pixel Data (values over 64 KiB deferred)."""
+    data_offset: int
+    """Offset of the data set (after the File Meta Information)."""
+    pixel_offset: int
+    """Offset of the Pixel Data element (the file size when there is none)."""
+
+    @property
+    def is_dicomdir(self) -> bool:
+        return self.sop_class_uid == MEDIA_STORAGE_DIRECTORY
+
+
+def read_dicom_file(path: Path) -> DicomFile:
+    """Read the header of a DICOM file and check that its Pixel Data is complete.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        The file meta lacks the SOP Class, SOP Instance or Transfer Syntax UID, the header
+        cannot be parsed, or the file is shorter than its Pixel Data says.
+    OSError
+        The file cannot be read.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        try:
+            header = dcmread(stream, stop_before_pixels=True, defer_size="64 KB")
+        except (InvalidDicomError, ValueError, EOFError, struct.error) as exc:
+            raise InvalidDicomFileError(f"cannot read the DICOM header: {exc}") from exc
+        pixel_offset = stream.tell()
+        meta = header.file_meta
+        missing = [
+            keyword
+            for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")
+            if not str(meta.get(keyword, "")).strip("\0 ")
+        ]
+        if "TransferSyntaxUID" not in meta:
+            missing.append("TransferSyntaxUID")
+        if missing:
+            raise InvalidDicomFileError("the file meta information lacks " + ", ".join(missing))
+        transfer_syntax = UID(str(meta.TransferSyntaxUID).strip("\0 "))
+        data_offset = _data_offset(stream, meta)
+        if pixel_offset < size and not transfer_syntax.is_deflated:
+            _check_pixel_data(stream, pixel_offset, size, transfer_syntax)
+    return DicomFile(
+        path=path,
+        size=size,
+        sop_class_uid=str(meta.MediaStorageSOPClassUID).strip("\0 "),
+        sop_instance_uid=str(meta.MediaStorageSOPInstanceUID).strip("\0 "),
+        transfer_syntax_uid=str(transfer_syntax),
+        header=header,
+        data_offset=data_offset,
+        pixel_offset=pixel_offset if pixel_offset < size else size,
+    )
+
+
+def _data_offset(stream: BinaryIO, meta: Dataset) -> int:
+    """Offset of the data set: after the preamble, ``DICM`` and the group 0002 elements."""
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if group_length is not None:
+        # 128 + 4 + the group length element itself (12 bytes) + its value
+        return 132 + 12 + int(group_length)
+
+    stream.seek(0)
+    read_preamble(stream, False)
+    read_dataset(stream, False, True, stop_when=lambda tag, _vr, _len: tag.group != 2)
+    return stream.tell()
+
+
+def _check_pixel_data(stream: BinaryIO, offset: int, size: int, syntax: UID) -> None:
+    """The Pixel Data element must end within the file (or its encapsulation be closed)."""
+    stream.seek(offset)
+    head = stream.read(12)
+    if len(head) < 8:
+        raise InvalidDicomFileError(f"truncated: the file ends inside the element at {offset}")
+    little = syntax.is_little_endian
+    fmt = "<" if little else ">"
+    if struct.unpack(fmt + "HH", head[:4]) not in _PIXEL_TAGS:
+        return  # not Pixel Data after all: nothing to check cheaply
+    if syntax.is_implicit_VR:
+        (length,) = struct.unpack(fmt + "I", head[4:8])
+        value_offset = offset + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise InvalidDicomFileError("truncated: the file ends inside the Pixel Data header")
+        (length,) = struct.unpack(fmt + "I", head[8:12])
+        value_offset = offset + 12
+    else:
+        (length,) = struct.unpack(fmt + "H", head[6:8])
+        value_offset = offset + 8
+    if length == 0xFFFFFFFF:
+        stream.seek(size - len(_DELIMITER))
+        if stream.read(len(_DELIMITER)) != _DELIMITER:
+            raise InvalidDicomFileError(
+                "truncated: the encapsulated Pixel Data has no Sequence Delimitation Item "
+                "at the end of the file"
+            )
+    elif value_offset + length > size:
+        raise InvalidDicomFileError(
+            f"truncated: the Pixel Data needs {length} bytes, the file holds "
+            f"{max(0, size - value_offset)}"
+        )

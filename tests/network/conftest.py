@@ -1,0 +1,87 @@
+"""Fixtures that start real network peers (DCMTK ``storescp``, Orthanc) on 127.0.0.1.
+
+The peers themselves live in ``tests/_netpeers.py``. The factories are function-scoped so that
+each test chooses its options; every peer a factory started is stopped at teardown. Tests that
+use one of these fixtures are marked ``interop``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final, Unpack
+
+import pytest
+
+from tests._netpeers import (
+    DcmtkStoreSCP,
+    OrthancFactory,
+    OrthancOptions,
+    OrthancPeer,
+    StoreSCPFactory,
+    StoreSCPOptions,
+    TlsFiles,
+    make_tls_files,
+)
+from tests._peers import require_tool
+
+#: Fixtures that start an external peer; tests using them get the ``interop`` marker.
+NETWORK_FIXTURES: Final = frozenset({"dcmtk_storescp_factory", "orthanc_factory", "tls_files"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that use a network-peer fixture as ``interop``."""
+    for item in items:
+        if NETWORK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.interop)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A test CA with a ``localhost`` server certificate and a client certificate (PEM)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def dcmtk_storescp_factory(tmp_path: Path) -> Iterator[StoreSCPFactory]:
+    """Start DCMTK ``storescp`` peers: ``factory(**options) -> DcmtkStoreSCP`` (running).
+
+    Options are those of :class:`tests._netpeers.DcmtkStoreSCP`; each peer works in its own
+    folder under ``tmp_path``.
+    """
+    require_tool("storescp")
+    require_tool("echoscu")
+    peers: list[DcmtkStoreSCP] = []
+
+    def start(**options: Unpack[StoreSCPOptions]) -> DcmtkStoreSCP:
+        peer = DcmtkStoreSCP(tmp_path / f"storescp-{len(peers)}", **options)
+        peers.append(peer)
+        return peer.start()
+
+    try:
+        yield start
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path: Path) -> Iterator[OrthancFactory]:
+    """Start Orthanc peers: ``factory(**options) -> OrthancPeer`` (running).
+
+    Options are those of :class:`tests._netpeers.OrthancPeer`; each peer works in its own
+    folder under ``tmp_path``.
+    """
+    require_tool("Orthanc")
+    peers: list[OrthancPeer] = []
+
+    def start(**options: Unpack[OrthancOptions]) -> OrthancPeer:
+        peer = OrthancPeer(tmp_path / f"orthanc-{len(peers)}", **options)
+        peers.append(peer)
+        return peer.start()
+
+    try:
+        yield start
+    finally:
+        for peer in peers:
+            peer.close()
