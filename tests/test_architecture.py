@@ -3,7 +3,8 @@
 Rules (A <- B means B may import A):
 
 - Adapters (``sendtopacs_adapters``) use the core only through ``sendtopacs_core`` itself and
-  only the names in its ``__all__``; never a submodule such as ``sendtopacs_core.model``.
+  only the names in its ``__all__``; never a submodule such as ``sendtopacs_core.model``, except
+  the public ``sendtopacs_core.testing``.
 - Third-party packages stay where they belong: Pillow (``PIL``), ``av`` and ``pypdf`` only in
   ``sendtopacs_core/media/``; ``pynetdicom`` only in ``sendtopacs_core/net/`` and
   ``sendtopacs_core/testing/``; ``cattrs`` only in ``sendtopacs_core/settings.py``;
@@ -179,8 +180,17 @@ def core_all(src: Path = SRC) -> frozenset[str]:
     raise AssertionError("sendtopacs_core/__init__.py has no literal __all__")
 
 
+#: Public subpackages of the core that adapters may import (``sendtopacs demo`` starts the
+#: test PACS of the testing plugin).
+PUBLIC_SUBPACKAGES: Final = (f"{CORE}.testing",)
+
+
 def _core_submodule(name: str) -> bool:
     return name.startswith(CORE + ".")
+
+
+def _private_core_submodule(name: str) -> bool:
+    return _core_submodule(name) and name not in PUBLIC_SUBPACKAGES
 
 
 def _check_adapter(module: Module, tree: ast.Module, exported: frozenset[str]) -> list[Violation]:
@@ -189,7 +199,7 @@ def _check_adapter(module: Module, tree: ast.Module, exported: frozenset[str]) -
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if _core_submodule(alias.name):
+                if _private_core_submodule(alias.name):
                     found.append(
                         Violation(
                             module.name,
@@ -200,7 +210,7 @@ def _check_adapter(module: Module, tree: ast.Module, exported: frozenset[str]) -
                 elif alias.name == CORE:
                     aliases.add(alias.asname or CORE)
         elif isinstance(node, ast.ImportFrom) and not node.level:
-            if node.module and _core_submodule(node.module):
+            if node.module and _private_core_submodule(node.module):
                 found.append(
                     Violation(
                         module.name,
@@ -221,7 +231,7 @@ def _check_adapter(module: Module, tree: ast.Module, exported: frozenset[str]) -
         elif (
             isinstance(node, ast.Call)
             and (called := _import_module_call(node))
-            and _core_submodule(called)
+            and _private_core_submodule(called)
         ):
             found.append(
                 Violation(
@@ -388,6 +398,7 @@ def test_checker_finds_violations(name: str, source: str, expected: str) -> None
         ("sendtopacs_adapters.cli", "from sendtopacs_core import Converter, Study\n"),
         ("sendtopacs_adapters.cli", "import sendtopacs_core as stp\nstp.Study()\n"),
         ("sendtopacs_adapters.cli", "import platformdirs\n"),
+        ("sendtopacs_adapters.cli", "from sendtopacs_core.testing import StorageSCP\n"),
         ("sendtopacs_core.media.image", "from PIL import Image\nimport av\nimport pypdf\n"),
         ("sendtopacs_core.media.image", "from sendtopacs_core.errors import CorruptMediaError\n"),
         ("sendtopacs_core.net.sender", "import pynetdicom\nfrom sendtopacs_core import model\n"),

@@ -24,3 +24,6 @@ def configure(verbosity: int) -> None:
     root.setLevel(level)
     # pypdf reports every recoverable oddity of a PDF at WARNING; they are not ours to show.
     logging.getLogger("pypdf").setLevel(max(level, logging.ERROR))
+    # pynetdicom logs each refused association or connection at ERROR; the commands report
+    # them in their own words, so its messages show only with -v.
+    logging.getLogger("pynetdicom").setLevel(level if verbosity >= 1 else logging.CRITICAL)

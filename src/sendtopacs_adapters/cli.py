@@ -6,20 +6,34 @@ Exit status: 0 all done, 1 some files failed, 2 usage or settings error, 3 netwo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Never, NoReturn, TextIO
+from typing import Any, Final, Never, NoReturn
 
 import attrs
-import platformdirs
 from tqdm import tqdm
 
 from sendtopacs_adapters import _logging
+from sendtopacs_adapters._common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Context,
+    Parser,
+    UsageError,
+    global_options,
+    study_from,
+    study_options,
+)
+from sendtopacs_adapters._net_commands import (
+    add_connection_options,
+    cmd_demo,
+    cmd_echo,
+    cmd_send,
+)
 from sendtopacs_core import (
     ConfigError,
     ConversionReport,
@@ -28,18 +42,11 @@ from sendtopacs_core import (
     SendToPacsError,
     Settings,
     SopClassRule,
-    Study,
     VideoFormat,
     __version__,
-    make_sample_files,
 )
 
 __all__ = ["main", "run"]
-
-EXIT_OK: Final = 0
-EXIT_PARTIAL: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_NETWORK: Final = 3
 
 _EPILOG_CONVERT: Final = """\
 examples:
@@ -47,6 +54,19 @@ examples:
       --patient-name "Müller^Anna" --study-description "Wound photo"
   sendtopacs --json convert scans/*.tif -o out/ --accession-number A123
   sendtopacs convert screenshot.png -o out/ --image-transfer-syntax jpeg-baseline
+"""
+_EPILOG_ECHO: Final = """\
+examples:
+  sendtopacs echo                   the default device of the settings
+  sendtopacs echo pacs
+  sendtopacs echo --host 10.0.0.5 --port 104 --called-aet PACS
+"""
+_EPILOG_SEND: Final = """\
+examples:
+  sendtopacs send study/ --to pacs
+  sendtopacs send *.dcm --host 10.0.0.5 --port 104 --called-aet PACS --decompress
+  sendtopacs send photo.jpg report.pdf --patient-id 12345 --patient-name "Müller^Anna"
+  sendtopacs --json send study/ > report.json
 """
 _EPILOG_CONFIG: Final = """\
 examples:
@@ -56,88 +76,17 @@ examples:
 """
 
 
-class UsageError(Exception):
-    """Bad command-line usage (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def default_settings_path() -> Path:
-    """Where settings.json lives unless ``--settings`` says otherwise."""
-    return platformdirs.user_config_path("sendtopacs") / "settings.json"
-
-
-def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    default: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "--settings",
-        type=Path,
-        default=default,
-        metavar="FILE",
-        help=f"settings file (default: {default_settings_path()})",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
-        help="print one JSON document on stdout and nothing else there",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=argparse.SUPPRESS if suppress else 0,
-        help="more log output (repeat for debug; debug output may contain patient data)",
-    )
-    parser.add_argument(
-        "-q",
-        "--quiet",
-        action="count",
-        default=argparse.SUPPRESS if suppress else 0,
-        help="less log output",
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
-        help="show tracebacks and debug logs",
-    )
-
-
-def _study_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("study options")
-    for flag, dest, text in (
-        ("--patient-id", "patient_id", "Patient ID (0010,0020)"),
-        ("--patient-name", "patient_name", "Patient's Name (0010,0010), Family^Given^Middle"),
-        ("--birth-date", "patient_birth_date", "Patient's Birth Date, YYYYMMDD"),
-        ("--sex", "patient_sex", "Patient's Sex: M, F or O"),
-        ("--accession-number", "accession_number", "Accession Number (0008,0050)"),
-        ("--study-date", "study_date", "Study Date, YYYYMMDD (default: today)"),
-        ("--study-time", "study_time", "Study Time, HHMMSS (default: now)"),
-        ("--study-id", "study_id", "Study ID (0020,0010)"),
-        ("--study-description", "study_description", "Study Description (0008,1030)"),
-        ("--referring-physician", "referring_physician_name", "Referring Physician's Name"),
-        ("--modality", "modality", "Modality (default: non_dicom.default_modality, OT)"),
-        ("--study-uid", "study_instance_uid", "Study Instance UID (default: derived)"),
-        ("--additional-info", "additional_info", "value of non_dicom.additional_info_tag"),
-    ):
-        group.add_argument(flag, dest=dest, metavar="VALUE", help=text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sendtopacs``."""
-    parser = _Parser(
+    parser = Parser(
         prog="sendtopacs",
-        description="Convert clinic files (images, PDFs) to DICOM and deliver them to PACS.",
+        description="Convert clinic files (images, PDFs, videos) to DICOM and send them to PACS.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'sendtopacs COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"sendtopacs {__version__}")
-    _global_options(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     convert = commands.add_parser(
         "convert",
@@ -146,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_CONVERT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _global_options(convert, suppress=True)
+    global_options(convert, suppress=True)
     convert.add_argument("files", nargs="+", type=Path, metavar="FILE", help="input files")
     convert.add_argument(
         "-o",
@@ -173,25 +122,68 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes converting in parallel (default: the number of CPUs, at most 4)",
     )
-    _study_options(convert)
+    study_options(convert)
     convert.set_defaults(handler=_cmd_convert)
+
+    echo = commands.add_parser(
+        "echo",
+        help="check that a PACS answers (C-ECHO)",
+        description="Check that a PACS answers a C-ECHO and accepts our AE title.",
+        epilog=_EPILOG_ECHO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(echo, suppress=True)
+    echo.add_argument("name", nargs="?", metavar="NAME", help="a device of the settings")
+    add_connection_options(echo)
+    echo.set_defaults(handler=cmd_echo)
+
+    send = commands.add_parser(
+        "send",
+        help="send DICOM files (and convert other files) to a PACS",
+        description=(
+            "Send files and folders to a PACS. DICOM files are recognised by their content "
+            "and sent as they are (or decompressed when the PACS accepts only uncompressed "
+            "data); other files are converted first with the study options. Every file gets "
+            "the PACS's answer. Exit status: 0 all sent, 1 some failed, 3 the PACS could not "
+            "be reached or refused the association."
+        ),
+        epilog=_EPILOG_SEND,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(send, suppress=True)
+    send.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR", help="files, folders")
+    send.add_argument("--to", metavar="NAME", help="a device of the settings (default: default)")
+    add_connection_options(send)
+    send.add_argument(
+        "--decompress",
+        action="store_true",
+        help="also decompress lossy images when the PACS accepts only uncompressed data",
+    )
+    send.add_argument(
+        "--files-per-association", type=int, metavar="N", help="files per association (0: all)"
+    )
+    send.add_argument(
+        "--associations", type=int, metavar="N", help="associations used in parallel (1-16)"
+    )
+    study_options(send)
+    send.set_defaults(handler=cmd_send)
 
     demo = commands.add_parser(
         "demo",
-        help="installation check: convert sample files and show the result",
+        help="installation check: a local test PACS, convert, send, verify",
         description=(
-            "Installation check: make sample files (a JPEG photo, a PNG screenshot, a PDF), "
-            "convert them for a demo patient and show what was written. Later releases add a "
-            "local test PACS, a worklist and sending to this check."
+            "Installation check: start a local test PACS on a free loopback port, make sample "
+            "files (a JPEG photo, a PNG screenshot, a PDF), convert them for a demo patient, "
+            "send them, check what the test PACS received, and stop it."
         ),
         epilog="examples:\n  sendtopacs demo\n  sendtopacs demo --keep demo-output/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _global_options(demo, suppress=True)
+    global_options(demo, suppress=True)
     demo.add_argument(
-        "--keep", type=Path, metavar="DIR", help="keep the samples and DICOM files in DIR"
+        "--keep", type=Path, metavar="DIR", help="keep the samples, DICOM files and received files"
     )
-    demo.set_defaults(handler=_cmd_demo)
+    demo.set_defaults(handler=cmd_demo)
 
     config = commands.add_parser(
         "config",
@@ -200,39 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG_CONFIG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _global_options(config, suppress=True)
+    global_options(config, suppress=True)
     config.set_defaults(help_parser=config)
-    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     init = actions.add_parser("init", help="write a settings file with every default")
-    _global_options(init, suppress=True)
+    global_options(init, suppress=True)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_cmd_config_init)
     show = actions.add_parser("show", help="every key, its value and what it does")
-    _global_options(show, suppress=True)
+    global_options(show, suppress=True)
     show.set_defaults(handler=_cmd_config_show)
     check = actions.add_parser("check", help="check the settings file")
-    _global_options(check, suppress=True)
+    global_options(check, suppress=True)
     check.set_defaults(handler=_cmd_config_check)
     return parser
-
-
-@attrs.frozen
-class _Context:
-    args: argparse.Namespace
-    out: TextIO
-    err: TextIO
-
-    @property
-    def settings_path(self) -> Path:
-        path: Path | None = self.args.settings
-        return path if path is not None else default_settings_path()
-
-    def load_settings(self) -> Settings:
-        return Settings.load(self.settings_path)
-
-    def emit_json(self, document: object) -> None:
-        json.dump(document, self.out, indent=2, ensure_ascii=False)
-        self.out.write("\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,12 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     debug: bool = args.debug
     _logging.configure(2 if debug else args.verbose - args.quiet)
-    handler: Callable[[_Context], int] | None = getattr(args, "handler", None)
+    handler: Callable[[Context], int] | None = getattr(args, "handler", None)
     if handler is None:
         help_parser: argparse.ArgumentParser = getattr(args, "help_parser", parser)
         help_parser.print_help(err)
         return EXIT_USAGE
-    context = _Context(args=args, out=out, err=err)
+    context = Context(args=args, out=out, err=err)
     try:
         return handler(context)
     except ConfigError as exc:
@@ -280,7 +253,7 @@ def run() -> NoReturn:
     os._exit(status)
 
 
-def _fail(context: _Context, message: str, status: int, exc: BaseException) -> int:
+def _fail(context: Context, message: str, status: int, exc: BaseException) -> int:
     if context.args.debug:
         import traceback  # noqa: PLC0415
 
@@ -293,15 +266,6 @@ def _fail(context: _Context, message: str, status: int, exc: BaseException) -> i
 
 
 # -- convert --------------------------------------------------------------------------------
-
-
-def _study_from(args: argparse.Namespace) -> Study:
-    fields = {field.name for field in attrs.fields(Study)}
-    values = {name: getattr(args, name) for name in fields if getattr(args, name, None)}
-    try:
-        return Study(**values)
-    except ValueError as exc:
-        raise UsageError(f"invalid study option: {exc}") from exc
 
 
 def _settings_for_convert(settings: Settings, args: argparse.Namespace) -> Settings:
@@ -327,10 +291,10 @@ def _settings_for_convert(settings: Settings, args: argparse.Namespace) -> Setti
         raise UsageError(f"invalid option: {exc}") from exc
 
 
-def _cmd_convert(context: _Context) -> int:
+def _cmd_convert(context: Context) -> int:
     args = context.args
     settings = _settings_for_convert(context.load_settings(), args)
-    study = _study_from(args)
+    study = study_from(args)
     workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 (found {workers})")
@@ -414,7 +378,7 @@ def _report_document(report: ConversionReport, sources: Sequence[Path]) -> dict[
     }
 
 
-def _print_report(context: _Context, report: ConversionReport, sources: Sequence[Path]) -> None:
+def _print_report(context: Context, report: ConversionReport, sources: Sequence[Path]) -> None:
     for item in report.files:
         context.out.write(
             f"{item.source} -> {item.path}: {item.sop_class_name}, {item.transfer_syntax_name}, "
@@ -430,38 +394,10 @@ def _print_report(context: _Context, report: ConversionReport, sources: Sequence
     )
 
 
-# -- demo -----------------------------------------------------------------------------------
-
-DEMO_STUDY: Final = Study(
-    patient_id="DEMO-0001",
-    patient_name="Demo^Patient",
-    patient_sex="O",
-    accession_number="DEMO1",
-    study_description="sendtopacs demo",
-)
-
-
-def _cmd_demo(context: _Context) -> int:
-    keep: Path | None = context.args.keep
-    with tempfile.TemporaryDirectory(prefix="sendtopacs-demo-") as scratch:
-        folder = keep if keep is not None else Path(scratch)
-        samples = make_sample_files(folder / "samples")
-        settings = context.load_settings()
-        report = Converter(settings).convert(samples, DEMO_STUDY, out_dir=folder / "dicom")
-        if context.args.json:
-            context.emit_json(_report_document(report, samples))
-        else:
-            context.out.write("sendtopacs demo: converting sample files\n")
-            _print_report(context, report, samples)
-            if keep is None:
-                context.out.write("(temporary files removed; use --keep DIR to keep them)\n")
-    return EXIT_OK if report.ok else EXIT_PARTIAL
-
-
 # -- config ---------------------------------------------------------------------------------
 
 
-def _cmd_config_init(context: _Context) -> int:
+def _cmd_config_init(context: Context) -> int:
     path = context.settings_path
     if path.exists() and not context.args.force:
         raise UsageError(f"{path} exists already; use --force to overwrite it")
@@ -474,7 +410,7 @@ def _cmd_config_init(context: _Context) -> int:
     return EXIT_OK
 
 
-def _cmd_config_show(context: _Context) -> int:
+def _cmd_config_show(context: Context) -> int:
     settings = context.load_settings()
     rows = settings.explain()
     if context.args.json:
@@ -494,7 +430,7 @@ def _cmd_config_show(context: _Context) -> int:
     return EXIT_OK
 
 
-def _cmd_config_check(context: _Context) -> int:
+def _cmd_config_check(context: Context) -> int:
     path = context.settings_path
     context.load_settings()
     state = "valid" if path.exists() else "missing (defaults apply)"

@@ -237,7 +237,12 @@ def test_demo_converts_sample_files(
     assert status == 0
     document = json.loads(capsys.readouterr().out)
     assert document["ok"] is True
-    assert document["converted"] == 3
+    assert document["verified"] is True
+    assert len(document["converted"]) == 3
+    assert document["send"]["sent"] == 3
+    assert [f["status"] for f in document["send"]["files"]] == [0, 0, 0]
+    received = sorted((keep / "pacs").iterdir())
+    assert {p.stem for p in received} == {c["sop_instance_uid"] for c in document["converted"]}
     written = sorted((keep / "dicom").iterdir())
     assert [p.name for p in written] == [
         "sample-photo.dcm",
@@ -254,8 +259,10 @@ def test_demo_cleans_up_after_itself(
 ) -> None:
     assert main(["--settings", str(settings_file), "demo"]) == 0
     out = capsys.readouterr().out
-    assert "3 DICOM file(s) written" in out
-    assert "temporary files removed" in out
+    assert "converted 3 DICOM file(s)" in out
+    assert "sent them: 3 of 3 accepted" in out
+    assert "every object arrived" in out
+    assert "the test PACS was stopped and its files removed" in out
 
 
 def test_console_script_exits_with_the_status(tmp_path: Path, inputs: dict[str, Path]) -> None:

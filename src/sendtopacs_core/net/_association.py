@@ -28,6 +28,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from sendtopacs_core.errors import DicomNetworkError
 from sendtopacs_core.model import Device
@@ -45,6 +46,8 @@ __all__ = [
 
 #: P-DATA primitives waiting for pynetdicom's network thread (each at most one PDU).
 _QUEUE_PDUS: Final = 64
+#: How long the TLS diagnosis waits for the server to refuse us after the handshake.
+_TLS_PROBE_S: Final = 0.5
 
 _RESULTS: Final = {1: "rejected permanently", 2: "rejected transiently"}
 _SOURCES: Final = {
@@ -98,6 +101,8 @@ class StoreResult:
 
     status: int | None
     error_comment: str | None = None
+    problem: str | None = None
+    """Why no status came, in words (``None`` when one came)."""
 
 
 def ssl_context(device: Device) -> ssl.SSLContext:
@@ -138,8 +143,36 @@ def _no_delay(event: evt.Event, opened: threading.Event) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class _Socket(AssociationSocket):
+    """pynetdicom's socket, closed also when the connection was refused.
+
+    pynetdicom 3.0.4 shuts a socket down and then closes it in one ``try``; a socket that never
+    connected fails the shutdown (ENOTCONN) and stays open until the garbage collector
+    finds it (with a ResourceWarning).
+    """
+
+    def _shutdown_socket(self) -> None:
+        super()._shutdown_socket()
+        if self.socket is not None:
+            self.socket.close()
+
+
+class _AE(AE):
+    """pynetdicom's AE with :class:`_Socket` as its association socket."""
+
+    def _create_socket(
+        self,
+        assoc: Association,
+        address: AddressInformation,
+        tls_args: tuple[ssl.SSLContext, str] | None,
+    ) -> AssociationSocket:
+        sock = _Socket(assoc, address=address)
+        sock.tls_args = tls_args
+        return sock
+
+
 def _make_ae(calling_ae_title: str, device: Device) -> AE:
-    ae = AE(ae_title=calling_ae_title)
+    ae = _AE(ae_title=calling_ae_title)
     timeouts = device.timeouts
     ae.connection_timeout = timeouts.connect_s
     ae.acse_timeout = timeouts.acse_s
@@ -179,11 +212,13 @@ def _describe_failure(
 def _connection_problem(device: Device) -> str:
     """Why no association came about, found by connecting once more ourselves."""
     where = f"{device.host}:{device.port}"
+    tls_problem = ""
     try:
         with socket.create_connection(
             (device.host, device.port), timeout=device.timeouts.connect_s
-        ):
-            pass
+        ) as sock:
+            if device.tls.enabled:
+                tls_problem = _tls_problem(device, sock)
     except TimeoutError:
         return f"cannot connect to {where}: timed out after {device.timeouts.connect_s:g} s"
     except ConnectionRefusedError:
@@ -191,11 +226,36 @@ def _connection_problem(device: Device) -> str:
     except OSError as exc:
         return f"cannot connect to {where}: {exc.strerror or exc}"
     if device.tls.enabled:
-        return f"no association with {where}: the TLS handshake failed (see the certificates)"
+        return (
+            f"no association with {where}: the TLS handshake failed"
+            f"{tls_problem or ' (see the certificates)'}"
+        )
     return (
         f"no association with {where}: the peer did not answer the association request "
         f"within {device.timeouts.acse_s:g} s"
     )
+
+
+def _tls_problem(device: Device, sock: socket.socket) -> str:
+    """``: <why>`` when a TLS handshake over ``sock`` fails as pynetdicom's did, else ``""``."""
+    try:
+        context = ssl_context(device)
+        with context.wrap_socket(
+            sock, server_hostname=device.tls.server_name or device.host
+        ) as tls:
+            tls.settimeout(_TLS_PROBE_S)
+            tls.recv(1)  # TLS 1.3: a refused client certificate shows only when reading
+    except TimeoutError:
+        return ""
+    except ssl.SSLCertVerificationError as exc:
+        return f": the server's certificate was not accepted ({exc.verify_message})"
+    except ssl.SSLError as exc:
+        return f": {exc.reason or exc}"
+    except OSError as exc:
+        return f": {exc.strerror or exc} (does the PACS use TLS on this port?)"
+    except DicomNetworkError as exc:
+        return f": {exc}"
+    return ""
 
 
 @contextmanager
@@ -320,12 +380,23 @@ def send_file(assoc: Association, path: Path, message_id: int) -> StoreResult:
     assoc.dimse.send_msg(request, context.context_id)
     _context_id, response = assoc.dimse.get_msg(block=True)
     if response is None:  # no answer within the DIMSE timeout, or the peer went away
+        # The reactor is paused, so an abort from the peer is still waiting in the DUL.
+        if assoc.acse.is_aborted():
+            return StoreResult(
+                status=None,
+                problem="the PACS aborted the association (or closed the connection) "
+                "without answering the C-STORE",
+            )
         if assoc.is_established:
             assoc.abort()
-        return StoreResult(status=None)
+        return StoreResult(
+            status=None,
+            problem=f"no answer to the C-STORE within {assoc.dimse_timeout:g} s: "
+            "the association was aborted",
+        )
     status = getattr(response, "Status", None)
     if status is None:
-        return StoreResult(status=None)
+        return StoreResult(status=None, problem="the C-STORE answer had no status")
     comment = getattr(response, "ErrorComment", None)
     return StoreResult(status=int(status), error_comment=str(comment) if comment else None)
 

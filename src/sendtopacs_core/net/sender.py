@@ -104,8 +104,8 @@ class Sender:
         def record(key: tuple[int, int], outcome: FileOutcome) -> None:
             with lock:
                 outcomes[key] = outcome
-            level = logging.INFO if outcome.ok else logging.WARNING
-            _LOGGER.log(level, "%s: %s", outcome.state, outcome.message)
+            # INFO, failures too: they are in the report, which the caller shows or acts on.
+            _LOGGER.info("%s: %s", outcome.state, outcome.message)
             if progress is not None:
                 progress(outcome)
 

@@ -1,0 +1,315 @@
+"""``sendtopacs echo``, ``send`` and ``demo``: the commands that talk to a PACS.
+
+Each builds a :class:`~sendtopacs_core.Device` (named in the settings, or given with
+``--host/--port/--called-aet``), calls the core's :class:`~sendtopacs_core.Sender` and prints
+the outcome: one line per file and a summary, or one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Final, Never
+
+import attrs
+import platformdirs
+from tqdm import tqdm
+
+from sendtopacs_adapters._common import (
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    UsageError,
+    study_from,
+)
+from sendtopacs_core import (
+    ConfigError,
+    ConversionReport,
+    Converter,
+    Device,
+    DicomNetworkError,
+    FileOutcome,
+    Sender,
+    SendReport,
+    Settings,
+    Study,
+    Timeouts,
+    TlsOptions,
+    make_sample_files,
+)
+from sendtopacs_core.testing import StorageSCP
+
+__all__ = ["add_connection_options", "cmd_demo", "cmd_echo", "cmd_send"]
+
+DEMO_STUDY: Final = Study(
+    patient_id="DEMO-0001",
+    patient_name="Demo^Patient",
+    patient_sex="O",
+    accession_number="DEMO1",
+    study_description="sendtopacs demo",
+)
+_STUDY_FIELDS: Final = frozenset(field.name for field in attrs.fields(Study))
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """``--host/--port/--called-aet`` and TLS options for a device not in the settings."""
+    group = parser.add_argument_group("connection (instead of a device from the settings)")
+    group.add_argument("--host", metavar="HOST", help="host name or IP address of the PACS")
+    group.add_argument("--port", type=int, metavar="PORT", help="its DICOM port")
+    group.add_argument("--called-aet", metavar="AET", help="its AE title (default: ANY-SCP)")
+    group.add_argument("--tls", action="store_true", help="connect with DICOM TLS")
+    group.add_argument("--ca-file", type=Path, metavar="PEM", help="authorities to trust (TLS)")
+    group.add_argument("--cert-file", type=Path, metavar="PEM", help="our certificate (TLS)")
+    group.add_argument("--key-file", type=Path, metavar="PEM", help="its key (TLS)")
+    group.add_argument(
+        "--timeout", type=float, metavar="S", help="seconds to wait for the PACS (each step)"
+    )
+
+
+def _device(settings: Settings, args: argparse.Namespace, name: str | None) -> Device:
+    if args.host or args.port:
+        if name:
+            raise UsageError("name a device or give --host and --port, not both")
+        if not (args.host and args.port):
+            raise UsageError("--host and --port go together")
+        try:
+            timeouts = Timeouts()
+            if args.timeout is not None:
+                timeouts = Timeouts(
+                    connect_s=args.timeout,
+                    acse_s=args.timeout,
+                    dimse_s=args.timeout,
+                    network_s=args.timeout,
+                )
+            return Device(
+                name="command line",
+                ae_title=args.called_aet or "ANY-SCP",
+                host=args.host,
+                port=args.port,
+                tls=TlsOptions(
+                    enabled=args.tls,
+                    ca_file=args.ca_file,
+                    cert_file=args.cert_file,
+                    key_file=args.key_file,
+                ),
+                timeouts=timeouts,
+            )
+        except ValueError as exc:
+            raise UsageError(f"invalid connection option: {exc}") from exc
+    try:
+        return settings.device(name)
+    except ConfigError as exc:
+        raise UsageError(f"{exc}; or give --host, --port and --called-aet") from exc
+
+
+def _where(device: Device) -> str:
+    return f"{device.ae_title}@{device.host}:{device.port}"
+
+
+# -- echo -----------------------------------------------------------------------------------
+
+
+def cmd_echo(context: Context) -> int:
+    """C-ECHO a device: 0 when it answers, 3 when it cannot be reached or refuses us."""
+    args = context.args
+    settings = context.load_settings()
+    device = _device(settings, args, args.name)
+    sender = Sender(device, settings=settings)
+    try:
+        seconds = sender.echo()
+    except DicomNetworkError as exc:
+        if args.json:
+            context.emit_json({"ok": False, "device": device.name, "error": str(exc)})
+        else:
+            context.err.write(f"sendtopacs: echo {_where(device)} failed: {exc}\n")
+        return EXIT_NETWORK
+    if args.json:
+        context.emit_json(
+            {"ok": True, "device": device.name, "address": _where(device), "seconds": seconds}
+        )
+    else:
+        context.out.write(f"{_where(device)} answered the C-ECHO in {seconds * 1000:.0f} ms\n")
+    return EXIT_OK
+
+
+# -- send -----------------------------------------------------------------------------------
+
+
+def _send_settings(context: Context) -> Settings:
+    """The settings, with the temporary folder defaulting to the platform's cache folder."""
+    settings = context.load_settings()
+    if settings.main.temp_dir is not None:
+        return settings
+    temp = platformdirs.user_cache_path("sendtopacs") / "temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    return attrs.evolve(settings, main=attrs.evolve(settings.main, temp_dir=temp.resolve()))
+
+
+def cmd_send(context: Context) -> int:
+    """Send files and folders: 0 all sent, 1 some failed, 3 the PACS could not be reached."""
+    args = context.args
+    settings = _send_settings(context)
+    device = _device(settings, args, args.to)
+    changes: dict[str, Any] = {}
+    if args.files_per_association is not None:
+        changes["files_per_association"] = args.files_per_association
+    if args.associations is not None:
+        changes["parallel_associations"] = args.associations
+    try:
+        device = attrs.evolve(device, **changes)
+    except ValueError as exc:
+        raise UsageError(f"invalid option: {exc}") from exc
+    given = any(getattr(args, name, None) for name in _STUDY_FIELDS)
+    study = study_from(args) if given else None
+    sender = Sender(device, settings=settings, decompress=args.decompress)
+    show_bar = not args.json and args.quiet == 0 and sys.stderr.isatty()
+    with _SendBar(enabled=show_bar) as bar:
+        report = sender.send(args.files, study=study, progress=bar.update)
+    if args.json:
+        context.emit_json(_send_document(report, device))
+    else:
+        _print_send_report(context, report, device)
+    if report.unreachable:
+        return EXIT_NETWORK
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+class _SendBar:
+    """A progress bar on stderr counting the files done; nothing on stdout."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._bar: tqdm[Never] | None = (
+            tqdm(desc="sending", unit=" files", leave=False) if enabled else None
+        )
+
+    def __enter__(self) -> _SendBar:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def update(self, _outcome: FileOutcome) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+
+def _outcome_document(outcome: FileOutcome) -> dict[str, Any]:
+    return {
+        "source": str(outcome.source),
+        "ok": outcome.ok,
+        "state": str(outcome.state),
+        "status": outcome.status,
+        "status_hex": None if outcome.status is None else outcome.status_text,
+        "message": outcome.message,
+        "error_comment": outcome.error_comment,
+        "sop_class_uid": outcome.sop_class_uid,
+        "sop_instance_uid": outcome.sop_instance_uid,
+        "transfer_syntax_uid": outcome.transfer_syntax_uid,
+        "decompressed": outcome.decompressed,
+        "converted": outcome.converted,
+    }
+
+
+def _send_document(report: SendReport, device: Device) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "device": device.name,
+        "address": _where(device),
+        "sent": len(report.sent),
+        "failed": len(report.failed),
+        "unreachable": report.unreachable,
+        "kept_temp_dir": str(report.kept_temp_dir) if report.kept_temp_dir else None,
+        "files": [_outcome_document(outcome) for outcome in report],
+    }
+
+
+def _print_send_report(context: Context, report: SendReport, device: Device) -> None:
+    width = max((len(str(outcome.state)) for outcome in report), default=4)
+    for outcome in report:
+        stream = context.out if outcome.ok else context.err
+        stream.write(f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}\n")
+    skipped = len(report) - len(report.sent) - len(report.failed)
+    extra = f", {skipped} skipped" if skipped else ""
+    context.out.write(
+        f"{len(report.sent)} of {len(report.sent) + len(report.failed)} file(s) sent to "
+        f"{device.name} ({_where(device)}){extra}\n"
+    )
+    if report.kept_temp_dir is not None:
+        context.out.write(f"temporary copies kept in {report.kept_temp_dir}\n")
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+def cmd_demo(context: Context) -> int:
+    """Start a local test PACS, make samples, convert, send, verify, report, stop."""
+    keep: Path | None = context.args.keep
+    settings = context.load_settings()
+    with tempfile.TemporaryDirectory(prefix="sendtopacs-demo-") as scratch:
+        folder = keep if keep is not None else Path(scratch)
+        samples = make_sample_files(folder / "samples")
+        converted = Converter(settings).convert(samples, DEMO_STUDY, out_dir=folder / "dicom")
+        with StorageSCP(ae_title="TESTPACS", storage_dir=folder / "pacs") as pacs:
+            device = Device(name="demo PACS", ae_title="TESTPACS", host="127.0.0.1", port=pacs.port)
+            work = attrs.evolve(settings.main, temp_dir=Path(scratch).resolve())
+            sender = Sender(device, settings=attrs.evolve(settings, main=work))
+            sent = sender.send([item.path for item in converted.files])
+            received = {item.sop_instance_uid for item in pacs.received}
+        expected = {item.sop_instance_uid for item in converted.files}
+        verified = bool(expected) and expected <= received and sent.ok and converted.ok
+        _print_demo(context, converted, sent, device, folder, verified=verified, kept=keep)
+    return EXIT_OK if verified else EXIT_PARTIAL
+
+
+def _print_demo(
+    context: Context,
+    converted: ConversionReport,
+    sent: SendReport,
+    device: Device,
+    folder: Path,
+    *,
+    verified: bool,
+    kept: Path | None,
+) -> None:
+    if context.args.json:
+        context.emit_json(
+            {
+                "ok": verified,
+                "converted": [
+                    {
+                        "source": str(item.source),
+                        "path": str(item.path),
+                        "sop_class": item.sop_class_name,
+                        "transfer_syntax": item.transfer_syntax_name,
+                        "action": str(item.action),
+                        "sop_instance_uid": item.sop_instance_uid,
+                    }
+                    for item in converted.files
+                ],
+                "conversion_errors": [str(failure.error) for failure in converted.failures],
+                "send": _send_document(sent, device),
+                "verified": verified,
+                "folder": str(folder) if kept is not None else None,
+            }
+        )
+        return
+    out = context.out
+    out.write(f"sendtopacs demo: a local test PACS ({_where(device)}) was started\n")
+    out.write(f"1. converted {len(converted.files)} DICOM file(s) from sample files:\n")
+    for item in converted.files:
+        out.write(f"   {item.source.name} -> {item.sop_class_name}, {item.transfer_syntax_name}\n")
+    for failure in converted.failures:
+        context.err.write(f"sendtopacs: error: {failure.error}\n")
+    out.write(f"2. sent them: {len(sent.sent)} of {len(sent)} accepted\n")
+    for outcome in sent:
+        out.write(f"   {outcome.source.name}: {outcome.message}\n")
+    verdict = "every object arrived" if verified else "NOT every object arrived"
+    out.write(f"3. checked what the test PACS received: {verdict}\n")
+    if kept is not None:
+        out.write(f"files: samples, dicom and what the PACS stored (pacs) in {folder}\n")
+    else:
+        out.write("the test PACS was stopped and its files removed (use --keep DIR to keep them)\n")
