@@ -11,6 +11,7 @@ from sendtopacs_core._results import (
 from sendtopacs_core._version import __version__
 from sendtopacs_core.convert import Converter
 from sendtopacs_core.errors import (
+    AssociationFailedError,
     ConfigError,
     ConversionError,
     CorruptMediaError,
@@ -33,7 +34,6 @@ from sendtopacs_core.model import (
     TlsOptions,
     VideoFormat,
 )
-from sendtopacs_core.net._association import AssociationFailedError
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.sender import Sender

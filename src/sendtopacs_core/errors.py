@@ -8,7 +8,9 @@ Every error the library raises on purpose derives from :class:`SendToPacsError`:
     ├── ConversionError                               a file that cannot become DICOM
     │   ├── UnsupportedMediaError                     a kind of file we do not convert
     │   └── CorruptMediaError                         a file that claims a kind but is broken
-    └── DicomNetworkError                             talking to a peer (later issues)
+    └── DicomNetworkError                             talking to a peer failed
+        └── AssociationFailedError                    no association: refused, timed out,
+                                                      rejected (with the reason) or aborted
 
 Errors keep their context in attributes (``path``, ``key_path``, ``value``) and format it in
 ``__str__``: *what failed: why (the value found; the value expected)*.
@@ -20,6 +22,7 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "AssociationFailedError",
     "ConfigError",
     "ConversionError",
     "CorruptMediaError",
@@ -111,3 +114,23 @@ class CorruptMediaError(ConversionError):
 
 class DicomNetworkError(SendToPacsError):
     """Talking to a DICOM peer failed."""
+
+
+class AssociationFailedError(DicomNetworkError):
+    """No association could be established with the device; the message says why.
+
+    Attributes
+    ----------
+    transient
+        Whether trying again later may help (refused connection, timeout, transient
+        rejection); a permanent rejection (unknown AE title) will not go away by itself.
+    rejection
+        ``(result, source, reason)`` of an A-ASSOCIATE-RJ, else ``None``.
+    """
+
+    def __init__(
+        self, message: str, *, transient: bool, rejection: tuple[int, int, int] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.rejection = rejection

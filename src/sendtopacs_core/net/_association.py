@@ -30,7 +30,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from sendtopacs_core.errors import DicomNetworkError
+from sendtopacs_core.errors import AssociationFailedError, DicomNetworkError
 from sendtopacs_core.model import Device
 
 __all__ = [
@@ -65,26 +65,6 @@ _REASONS: Final = {
     (3, 1): "temporary congestion",
     (3, 2): "local limit exceeded",
 }
-
-
-class AssociationFailedError(DicomNetworkError):
-    """No association could be established with the device; the message says why.
-
-    Attributes
-    ----------
-    transient
-        Whether trying again later may help (refused connection, timeout, transient
-        rejection); a permanent rejection (unknown AE title) will not go away by itself.
-    rejection
-        ``(result, source, reason)`` of an A-ASSOCIATE-RJ, else ``None``.
-    """
-
-    def __init__(
-        self, message: str, *, transient: bool, rejection: tuple[int, int, int] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.rejection = rejection
 
 
 @attrs.frozen
