@@ -38,9 +38,14 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Protocol, Self, TypedDict, Unpack
+from typing import IO, TYPE_CHECKING, Any, Final, Protocol, Self, TypedDict, Unpack
 
 from tests._peers import dcmtk_env, find_tool, missing_tool, require_tool
+
+if TYPE_CHECKING:
+    import pytest
+
+    from sendtopacs_core import Device
 
 __all__ = [
     "EXPLICIT_VR_LITTLE_ENDIAN",
@@ -1075,3 +1080,63 @@ def write_secondary_capture(
         ds["PixelData"].VR = "OB" if not implicit_vr else "OW"
     ds.save_as(path, enforce_file_format=True)
     return str(sop_instance)
+
+
+# --------------------------------------------------------------------------------------------
+# Sender helpers (tests/network/test_send_*.py)
+# --------------------------------------------------------------------------------------------
+
+
+def device_to(ae_title: str, port: int, **options: Any) -> Device:
+    """A ``sendtopacs_core.Device`` named ``pacs`` for a peer on 127.0.0.1:``port``."""
+    from sendtopacs_core import Device
+
+    return Device(name="pacs", ae_title=ae_title, host=_LOCALHOST, port=port, **options)
+
+
+def write_tiny_instance(path: Path, sop_class_uid: str) -> str:
+    """Write a minimal object of any storage SOP class (no pixels); return its instance UID.
+
+    Enough for a storage SCP that does not validate the IOD (pynetdicom, ``storescp``).
+    """
+    import pydicom
+    import pydicom.uid
+
+    sop_instance = pydicom.uid.generate_uid()
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance
+    ds.PatientName = "Tiny^Instance"
+    ds.PatientID = "TINY1"
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    ds.SeriesInstanceUID = pydicom.uid.generate_uid()
+    ds.Modality = "OT"
+    ds.save_as(path, enforce_file_format=True)
+    return str(sop_instance)
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in pieces."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def refused_socket_leak_ignored() -> pytest.MarkDecorator:
+    """A pytest mark ignoring pynetdicom 3.0.4's leak of a refused connection's socket.
+
+    ``AssociationSocket.connect`` calls ``shutdown`` (ENOTCONN) before ``close`` on a socket
+    that never connected, so ``close`` never runs and the socket is collected unclosed.
+    """
+    import pytest
+
+    return pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")

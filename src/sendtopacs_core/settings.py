@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -71,6 +71,10 @@ __all__ = [
 ]
 
 
+def _to_devices(value: Iterable[Device]) -> tuple[Device, ...]:
+    return tuple(value)
+
+
 def _check_devices(_instance: Any, attribute: Any, value: Any) -> None:
     names: set[str] = set()
     defaults = 0
@@ -110,7 +114,9 @@ class Settings:
     dicom: DicomSettings = attrs.field(
         factory=DicomSettings, validator=attrs.validators.instance_of(DicomSettings)
     )
-    devices: tuple[Device, ...] = attrs.field(default=(), converter=tuple, validator=_check_devices)
+    devices: tuple[Device, ...] = attrs.field(
+        default=(), converter=_to_devices, validator=_check_devices
+    )
 
     def device(self, name: str | None = None) -> Device:
         """The device called ``name``; without a name, the default device (or the only one).

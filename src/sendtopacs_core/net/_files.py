@@ -26,7 +26,8 @@ __all__ = ["DicomFile", "InputFile", "discover", "is_dicom_file", "read_dicom_fi
 MEDIA_STORAGE_DIRECTORY: Final = "1.2.840.10008.1.3.10"
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data.
 _PIXEL_TAGS: Final = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
-_DELIMITER: Final = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_ITEM: Final = (0xFFFE, 0xE000)
+_SEQUENCE_DELIMITER: Final = (0xFFFE, 0xE0DD)
 _LONG_VRS: Final = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UC", b"UR", b"UT"}
 
 
@@ -183,14 +184,40 @@ def _check_pixel_data(stream: BinaryIO, offset: int, size: int, syntax: UID) -> 
         (length,) = struct.unpack(fmt + "H", head[6:8])
         value_offset = offset + 8
     if length == 0xFFFFFFFF:
-        stream.seek(size - len(_DELIMITER))
-        if stream.read(len(_DELIMITER)) != _DELIMITER:
-            raise InvalidDicomFileError(
-                "truncated: the encapsulated Pixel Data has no Sequence Delimitation Item "
-                "at the end of the file"
-            )
+        _check_fragments(stream, value_offset, size, fmt)
     elif value_offset + length > size:
         raise InvalidDicomFileError(
             f"truncated: the Pixel Data needs {length} bytes, the file holds "
             f"{max(0, size - value_offset)}"
         )
+
+
+def _check_fragments(stream: BinaryIO, offset: int, size: int, fmt: str) -> None:
+    """Encapsulated Pixel Data: its items must end within the file, then its delimiter.
+
+    The items are walked by their lengths (a seek each, nothing read but their headers), so
+    elements after the Pixel Data (Data Set Trailing Padding, signatures) are allowed.
+    """
+    position = offset
+    while True:
+        stream.seek(position)
+        head = stream.read(8)
+        if len(head) < 8:
+            raise InvalidDicomFileError(
+                "truncated: the encapsulated Pixel Data has no Sequence Delimitation Item "
+                f"(the file ends at {size})"
+            )
+        group, element, length = struct.unpack(fmt + "HHI", head)
+        if (group, element) == _SEQUENCE_DELIMITER:
+            return
+        if (group, element) != _ITEM or length == 0xFFFFFFFF:
+            raise InvalidDicomFileError(
+                f"the encapsulated Pixel Data is malformed: ({group:04X},{element:04X}) at "
+                f"{position} is not an item"
+            )
+        position += 8 + length
+        if position > size:
+            raise InvalidDicomFileError(
+                f"truncated: a Pixel Data fragment needs {position - size} more bytes than "
+                "the file holds"
+            )

@@ -26,6 +26,7 @@ from sendtopacs_core.model import MAX_CONTEXTS, Device, TagPattern
 from sendtopacs_core.net._association import (
     AssociationFailedError,
     Context,
+    StoredFile,
     open_association,
     paused_reactor,
     send_file,
@@ -257,12 +258,23 @@ def _send_one(  # noqa: PLR0917 - one call site
                 message=f"cannot prepare the copy in {_name(syntax)}: {exc}",
             )
     try:
-        result = send_file(assoc, path, message_id)
+        stored = None
+        if path == dicom.path:  # the original: its header was read already
+            stored = StoredFile(
+                dicom.sop_class_uid,
+                dicom.sop_instance_uid,
+                dicom.transfer_syntax_uid,
+                data_offset=dicom.data_offset,
+            )
+        result = send_file(assoc, path, message_id, stored)
     except (ValueError, RuntimeError, AttributeError, OSError) as exc:
         return attrs.evolve(base, state=SendState.RETRYABLE, message=f"not sent: {exc}")
     if result.status is None:
         return attrs.evolve(
-            base, state=SendState.RETRYABLE, message=_NO_ANSWER, transfer_syntax_uid=syntax
+            base,
+            state=SendState.RETRYABLE,
+            message=result.problem or _NO_ANSWER,
+            transfer_syntax_uid=syntax,
         )
     state = classify(result.status)
     message = f"0x{result.status:04X} {status_meaning(result.status)}"
