@@ -25,14 +25,18 @@ from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
     ConversionType,
     Device,
+    FillMode,
     ImageTransferSyntax,
     PatientSex,
+    QueryLevel,
+    QueryModel,
     SopClassRule,
     Study,
     TagPattern,
     Timeouts,
     TlsOptions,
     VideoFormat,
+    WorklistDevice,
 )
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
@@ -63,11 +67,14 @@ __all__ = [
     "DicomNetworkError",
     "DicomSettings",
     "FileOutcome",
+    "FillMode",
     "ImageTransferSyntax",
     "InvalidValueError",
     "MainSettings",
     "NonDicomSettings",
     "PatientSex",
+    "QueryLevel",
+    "QueryModel",
     "SendReport",
     "SendState",
     "SendToPacsError",
@@ -82,6 +89,7 @@ __all__ = [
     "TlsOptions",
     "UnsupportedMediaError",
     "VideoFormat",
+    "WorklistDevice",
     "__version__",
     "make_sample_files",
 ]

@@ -112,6 +112,46 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "devices[].timeouts.dimse_s": "Seconds to wait for the answer to a request (C-STORE, "
         "C-ECHO).",
         "devices[].timeouts.network_s": "Seconds of silence before an association is aborted.",
+        "worklist_devices": "Modality Worklist and Query/Retrieve servers searched for patients.",
+        "worklist_devices[].name": "Unique name of the worklist device; what --worklist NAME "
+        "refers to.",
+        "worklist_devices[].ae_title": "The server's AE title (the called AE title).",
+        "worklist_devices[].host": "Host name or IP address of the server.",
+        "worklist_devices[].port": "TCP port of the server (1-65535).",
+        "worklist_devices[].description": "Free text shown in lists.",
+        "worklist_devices[].charset": "Character set of answers without (0008,0005); null: "
+        "UTF-8 if valid, else Latin-1.",
+        "worklist_devices[].default": "The worklist device used when none is named; at most one.",
+        "worklist_devices[].modality": "Default Modality search key (e.g. ES); null: any.",
+        "worklist_devices[].scheduled_ae_title": "Default Scheduled Station AE Title key; null: "
+        "any.",
+        "worklist_devices[].root_model": "Information model: worklist, patient, study or "
+        "patient_study.",
+        "worklist_devices[].model_level": "Q/R level when the model is not worklist: patient or "
+        "study.",
+        "worklist_devices[].fill_patient_id": "Use a file's Patient ID as a search key: off, "
+        "exact or wildcard.",
+        "worklist_devices[].fill_patient_name": "Use a file's Patient's Name as a search key: "
+        "off, exact or wildcard.",
+        "worklist_devices[].use_today": "Search for today's scheduled steps unless a date is "
+        "given.",
+        "worklist_devices[].tls.enabled": "Connect with DICOM TLS.",
+        "worklist_devices[].tls.ca_file": "PEM file of the authorities that sign the server "
+        "certificate; null: the system's.",
+        "worklist_devices[].tls.cert_file": "PEM file of our client certificate, if the server "
+        "asks for one.",
+        "worklist_devices[].tls.key_file": "PEM file of the key of our client certificate.",
+        "worklist_devices[].tls.verify": "Check the server certificate and host name (turning "
+        "it off is unsafe).",
+        "worklist_devices[].tls.server_name": "Name the server certificate must carry, when not "
+        "the host.",
+        "worklist_devices[].timeouts.connect_s": "Seconds to open the connection (and TLS "
+        "handshake).",
+        "worklist_devices[].timeouts.acse_s": "Seconds to wait for the association to be "
+        "accepted or released.",
+        "worklist_devices[].timeouts.dimse_s": "Seconds to wait for each answer of a search.",
+        "worklist_devices[].timeouts.network_s": "Seconds of silence before an association is "
+        "aborted.",
     }
 )
 

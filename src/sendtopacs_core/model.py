@@ -1,3 +1,4 @@
+# size: the domain objects and their checks in one place, as STYLE.md section 1 lays out
 """Domain objects: what a user says about patients, studies, conversion rules and devices.
 
 All are frozen attrs classes whose fields are validated on creation; change one with
@@ -33,14 +34,18 @@ __all__ = [
     "MAX_CONTEXTS",
     "ConversionType",
     "Device",
+    "FillMode",
     "ImageTransferSyntax",
     "PatientSex",
+    "QueryLevel",
+    "QueryModel",
     "SopClassRule",
     "Study",
     "TagPattern",
     "Timeouts",
     "TlsOptions",
     "VideoFormat",
+    "WorklistDevice",
 ]
 
 
@@ -358,6 +363,23 @@ def _to_float(value: Any) -> Any:
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _to_enum(kind: type[StrEnum], value: Any) -> Any:
+    """Text to the enum member; anything else is left for the validator to name."""
+    try:
+        return kind(value)
+    except ValueError:
+        return value
+
+
+def _is_enum(kind: type[StrEnum]) -> Any:
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, kind):
+            choices = ", ".join(member.value for member in kind)
+            raise InvalidValueError(attribute.name, value, f"one of {choices}")
+
+    return check
+
+
 def _check_file(_instance: Any, attribute: Any, value: Any) -> None:
     if value is not None and not isinstance(value, Path):
         raise InvalidValueError(attribute.name, value, "a file path is required")
@@ -466,5 +488,107 @@ class Device:
     default: bool = attrs.field(default=False, validator=_is_bool)
     files_per_association: int = attrs.field(default=0, validator=_check_count(0, None))
     parallel_associations: int = attrs.field(default=1, validator=_check_count(1, _MAX_PARALLEL))
+    tls: TlsOptions = attrs.field(factory=TlsOptions)
+    timeouts: Timeouts = attrs.field(factory=Timeouts)
+
+
+class QueryModel(StrEnum):
+    """Which C-FIND information model a worklist device is searched with."""
+
+    WORKLIST = "worklist"
+    """Modality Worklist Information Model - FIND (PS3.4 K)."""
+    PATIENT = "patient"
+    """Patient Root Query/Retrieve Information Model - FIND."""
+    STUDY = "study"
+    """Study Root Query/Retrieve Information Model - FIND."""
+    PATIENT_STUDY = "patient_study"
+    """Patient/Study Only Query/Retrieve Information Model - FIND (retired, still served)."""
+
+
+class QueryLevel(StrEnum):
+    """The Query/Retrieve Level of a Q/R search."""
+
+    PATIENT = "patient"
+    STUDY = "study"
+
+
+class FillMode(StrEnum):
+    """How a search key is filled from what is known (a file's header, a typed value)."""
+
+    OFF = "off"
+    """Not used."""
+    EXACT = "exact"
+    """Matched as it is."""
+    WILDCARD = "wildcard"
+    """Matched as a prefix (``value*``)."""
+
+
+def _to_query_model(value: Any) -> Any:
+    return _to_enum(QueryModel, value)
+
+
+def _to_query_level(value: Any) -> Any:
+    return _to_enum(QueryLevel, value)
+
+
+def _to_fill_mode(value: Any) -> Any:
+    return _to_enum(FillMode, value)
+
+
+@attrs.frozen(kw_only=True)
+class WorklistDevice:
+    """A Modality Worklist or Query/Retrieve provider, with its default search parameters.
+
+    Parameters
+    ----------
+    name, ae_title, host, port, description, default, tls, timeouts
+        As for :class:`Device`.
+    charset
+        The character set of answers that carry no Specific Character Set (0008,0005): some
+        servers omit it and send Latin-1 or UTF-8 anyway; ``None`` guesses (UTF-8 if the bytes
+        are valid UTF-8, else Latin-1).
+    modality
+        Default Modality key of worklist searches (e.g. ``ES``); ``None``: any.
+    scheduled_ae_title
+        Default Scheduled Station AE Title key; ``None``: any.
+    root_model
+        The information model searched: worklist, patient, study or patient_study.
+    model_level
+        The Q/R level (patient or study) when the model is not the worklist.
+    fill_patient_id, fill_patient_name
+        How a DICOM file's Patient ID / Patient's Name become search keys (off, exact,
+        wildcard) when a worklist item is looked up for it.
+    use_today
+        Search the worklist for today's scheduled steps unless a date is given.
+    """
+
+    name: str = attrs.field(converter=_strip, validator=_check_name)
+    ae_title: str = attrs.field(converter=_strip, validator=validator(check_ae_title))
+    host: str = attrs.field(converter=_strip, validator=_check_host)
+    port: int = attrs.field(validator=_check_port)
+    description: str = attrs.field(default="", converter=_strip)
+    charset: str | None = attrs.field(
+        default=None, converter=_strip, validator=validator(check_charset)
+    )
+    default: bool = attrs.field(default=False, validator=_is_bool)
+    modality: str | None = attrs.field(
+        default=None, converter=_strip_or_none, validator=validator(check_cs)
+    )
+    scheduled_ae_title: str | None = attrs.field(
+        default=None, converter=_strip_or_none, validator=validator(check_ae_title)
+    )
+    root_model: QueryModel = attrs.field(
+        default=QueryModel.WORKLIST, converter=_to_query_model, validator=_is_enum(QueryModel)
+    )
+    model_level: QueryLevel = attrs.field(
+        default=QueryLevel.STUDY, converter=_to_query_level, validator=_is_enum(QueryLevel)
+    )
+    fill_patient_id: FillMode = attrs.field(
+        default=FillMode.EXACT, converter=_to_fill_mode, validator=_is_enum(FillMode)
+    )
+    fill_patient_name: FillMode = attrs.field(
+        default=FillMode.OFF, converter=_to_fill_mode, validator=_is_enum(FillMode)
+    )
+    use_today: bool = attrs.field(default=True, validator=_is_bool)
     tls: TlsOptions = attrs.field(factory=TlsOptions)
     timeouts: Timeouts = attrs.field(factory=Timeouts)

@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import attrs
 import cattrs
@@ -56,7 +56,7 @@ from sendtopacs_core._settings_sections import (
     NonDicomSettings,
 )
 from sendtopacs_core.errors import ConfigError, InvalidValueError
-from sendtopacs_core.model import Device
+from sendtopacs_core.model import Device, WorklistDevice
 
 __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
@@ -75,11 +75,35 @@ def _to_devices(value: Iterable[Device]) -> tuple[Device, ...]:
     return tuple(value)
 
 
+def _to_worklist_devices(value: Iterable[WorklistDevice]) -> tuple[WorklistDevice, ...]:
+    return tuple(value)
+
+
+_AnyDevice = TypeVar("_AnyDevice", Device, WorklistDevice)
+
+
+def _pick(devices: tuple[_AnyDevice, ...], name: str | None, what: str, section: str) -> _AnyDevice:
+    if name is not None:
+        for device in devices:
+            if device.name == name:
+                return device
+        known = ", ".join(device.name for device in devices) or "none configured"
+        raise ConfigError(f"no {what} named {name!r} ({section}: {known})")
+    defaults = [device for device in devices if device.default]
+    if defaults:
+        return defaults[0]
+    if len(devices) == 1:
+        return devices[0]
+    if not devices:
+        raise ConfigError(f"no {what} is configured (add one to the {section} section)")
+    raise ConfigError(f"no {what} is the default: name one, or mark one with default: true")
+
+
 def _check_devices(_instance: Any, attribute: Any, value: Any) -> None:
     names: set[str] = set()
     defaults = 0
     for index, device in enumerate(value):
-        if not isinstance(device, Device):
+        if not isinstance(device, Device | WorklistDevice):
             raise InvalidValueError(f"{attribute.name}[{index}]", device, "expected a device")
         if device.name in names:
             raise InvalidValueError(
@@ -118,6 +142,10 @@ class Settings:
         default=(), converter=_to_devices, validator=_check_devices
     )
 
+    worklist_devices: tuple[WorklistDevice, ...] = attrs.field(
+        default=(), converter=_to_worklist_devices, validator=_check_devices
+    )
+
     def device(self, name: str | None = None) -> Device:
         """The device called ``name``; without a name, the default device (or the only one).
 
@@ -126,20 +154,17 @@ class Settings:
         ConfigError
             No device has that name, or no name was given and no device is the default.
         """
-        if name is not None:
-            for device in self.devices:
-                if device.name == name:
-                    return device
-            known = ", ".join(device.name for device in self.devices) or "none configured"
-            raise ConfigError(f"no device named {name!r} (devices: {known})")
-        defaults = [device for device in self.devices if device.default]
-        if defaults:
-            return defaults[0]
-        if len(self.devices) == 1:
-            return self.devices[0]
-        if not self.devices:
-            raise ConfigError("no device is configured (add one to the devices section)")
-        raise ConfigError("no device is the default: name one, or mark one with default: true")
+        return _pick(self.devices, name, "device", "devices")
+
+    def worklist_device(self, name: str | None = None) -> WorklistDevice:
+        """The worklist device called ``name``; without a name, the default (or the only one).
+
+        Raises
+        ------
+        ConfigError
+            No worklist device has that name, or none was named and none is the default.
+        """
+        return _pick(self.worklist_devices, name, "worklist device", "worklist_devices")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Self:

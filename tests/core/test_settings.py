@@ -32,6 +32,7 @@ from sendtopacs_core.model import (
     SopClassRule,
     TagPattern,
     VideoFormat,
+    WorklistDevice,
 )
 from sendtopacs_core.settings import (
     DEFAULT_SOP_CLASS_RULES,
@@ -1003,6 +1004,7 @@ def _example_with_every_key() -> Settings:
     return Settings(
         dicom=DicomSettings(update_tags=(TagPattern(tag="Modality", value="OT"),)),
         devices=(Device(name="pacs", ae_title="PACS", host="127.0.0.1", port=104),),
+        worklist_devices=(WorklistDevice(name="mwl", ae_title="MWL", host="127.0.0.1", port=1),),
     )
 
 
