@@ -23,6 +23,7 @@ from sendtopacs_core.errors import (
 )
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
+    Code,
     ConversionType,
     Device,
     FillMode,
@@ -40,6 +41,13 @@ from sendtopacs_core.model import (
 )
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.querier import (
+    Querier,
+    QueryResult,
+    StudyQuery,
+    WorklistItem,
+    WorklistQuery,
+)
 from sendtopacs_core.net.sender import Sender
 from sendtopacs_core.settings import (
     DicomSettings,
@@ -54,6 +62,7 @@ _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "AssociationFailedError",
+    "Code",
     "ConfigError",
     "ConversionAction",
     "ConversionError",
@@ -73,8 +82,10 @@ __all__ = [
     "MainSettings",
     "NonDicomSettings",
     "PatientSex",
+    "Querier",
     "QueryLevel",
     "QueryModel",
+    "QueryResult",
     "SendReport",
     "SendState",
     "SendToPacsError",
@@ -84,12 +95,15 @@ __all__ = [
     "Settings",
     "SopClassRule",
     "Study",
+    "StudyQuery",
     "TagPattern",
     "Timeouts",
     "TlsOptions",
     "UnsupportedMediaError",
     "VideoFormat",
     "WorklistDevice",
+    "WorklistItem",
+    "WorklistQuery",
     "__version__",
     "make_sample_files",
 ]

@@ -32,6 +32,7 @@ from sendtopacs_core.tags import parse_template
 
 __all__ = [
     "MAX_CONTEXTS",
+    "Code",
     "ConversionType",
     "Device",
     "FillMode",
@@ -114,6 +115,40 @@ def _check_sex(_instance: Any, attribute: Any, value: Any) -> None:
         raise InvalidValueError(attribute.name, value, "expected M, F or O")
 
 
+def _check_code_part(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidValueError(attribute.name, value, "expected text")
+    if attribute.name != "meaning" and not value:
+        raise InvalidValueError(attribute.name, value, "a code needs a value and a scheme")
+    check_lo(value, attribute.name) if attribute.name == "meaning" else check_sh(
+        value, attribute.name
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Code:
+    """A coded concept (PS3.3 8.8): Code Value, Coding Scheme Designator, Code Meaning.
+
+    Examples
+    --------
+    >>> Code(value="CTHEAD", scheme="99LOCAL", meaning="CT Head").value
+    'CTHEAD'
+    """
+
+    value: str = attrs.field(converter=_strip, validator=_check_code_part)
+    scheme: str = attrs.field(converter=_strip, validator=_check_code_part)
+    meaning: str = attrs.field(default="", converter=_strip, validator=_check_code_part)
+
+
+def _to_codes(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _check_codes(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(code, Code) for code in value):
+        raise InvalidValueError(attribute.name, value, "expected a list of codes")
+
+
 @attrs.frozen(kw_only=True)
 class Study:
     """The patient and study (and requested procedure) that new objects belong to.
@@ -171,6 +206,9 @@ class Study:
     )
     scheduled_procedure_step_id: str | None = attrs.field(
         default=None, converter=_strip_or_none, validator=validator(check_sh)
+    )
+    procedure_codes: tuple[Code, ...] = attrs.field(
+        default=(), converter=_to_codes, validator=_check_codes
     )
     modality: str | None = attrs.field(
         default=None, converter=_strip_or_none, validator=validator(check_cs)

@@ -13,6 +13,7 @@ from sendtopacs_core.iods._modules import (
     add_general_equipment_module,
     add_general_study_module,
     add_patient_module,
+    add_request_attributes,
     add_sc_equipment_module,
     add_sop_common_module,
     da,
@@ -39,6 +40,7 @@ def build_encapsulated_pdf(document: PdfDocument, *, context: ObjectContext, tit
     # Encapsulated Document Series (PS3.3 C.24.1)
     dataset.Modality = "DOC"
     dataset.SeriesInstanceUID = context.series_instance_uid
+    add_request_attributes(dataset, context.study)
     dataset.SeriesNumber = context.series_number
     add_general_equipment_module(dataset, context)
     add_sc_equipment_module(dataset, context)

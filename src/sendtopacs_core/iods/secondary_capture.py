@@ -13,6 +13,7 @@ from sendtopacs_core.iods._modules import (
     add_general_study_module,
     add_lossy_compression,
     add_patient_module,
+    add_request_attributes,
     add_sc_equipment_module,
     add_sop_common_module,
     da,
@@ -86,6 +87,7 @@ def build_secondary_capture(
     # General Series (PS3.3 C.7.3.1)
     dataset.Modality = context.modality
     dataset.SeriesInstanceUID = context.series_instance_uid
+    add_request_attributes(dataset, context.study)
     dataset.SeriesNumber = context.series_number
     dataset.Laterality = ""  # 2C: the side is not known (empty is allowed when unknown)
     add_general_equipment_module(dataset, context)

@@ -30,6 +30,7 @@ from sendtopacs_core.iods._modules import (
     add_general_study_module,
     add_lossy_compression,
     add_patient_module,
+    add_request_attributes,
     add_sop_common_module,
     da,
     format_ds,
@@ -162,6 +163,7 @@ def build_video(
     # General Series (PS3.3 C.7.3.1)
     dataset.Modality = context.modality
     dataset.SeriesInstanceUID = context.series_instance_uid
+    add_request_attributes(dataset, context.study)
     dataset.SeriesNumber = context.series_number
     if (region[0], region[1]) not in _UNPAIRED_REGIONS:
         dataset.Laterality = ""  # 2C: the region may be paired and the side is not known

@@ -33,7 +33,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from sendtopacs_core.errors import AssociationFailedError, DicomNetworkError
-from sendtopacs_core.model import Device
+from sendtopacs_core.model import Device, WorklistDevice
 
 __all__ = [
     "AssociationFailedError",
@@ -47,6 +47,9 @@ __all__ = [
     "ssl_context",
     "stored_file",
 ]
+
+#: A device we open associations with: a PACS we send to, or a worklist / Q/R server.
+Peer = Device | WorklistDevice
 
 #: P-DATA primitives waiting for pynetdicom's network thread (each at most one PDU).
 _QUEUE_PDUS: Final = 64
@@ -97,7 +100,7 @@ class StoreResult:
     """Why no status came, in words (``None`` when one came)."""
 
 
-def ssl_context(device: Device) -> ssl.SSLContext:
+def ssl_context(device: Peer) -> ssl.SSLContext:
     """The client TLS context for ``device``: the server is verified unless turned off.
 
     Raises
@@ -120,7 +123,7 @@ def ssl_context(device: Device) -> ssl.SSLContext:
     return context
 
 
-def _tls_args(device: Device) -> tuple[ssl.SSLContext, str] | None:
+def _tls_args(device: Peer) -> tuple[ssl.SSLContext, str] | None:
     if not device.tls.enabled:
         return None
     return ssl_context(device), device.tls.server_name or device.host
@@ -163,7 +166,7 @@ class _AE(AE):
         return sock
 
 
-def _make_ae(calling_ae_title: str, device: Device) -> AE:
+def _make_ae(calling_ae_title: str, device: Peer) -> AE:
     ae = _AE(ae_title=calling_ae_title)
     timeouts = device.timeouts
     ae.connection_timeout = timeouts.connect_s
@@ -174,7 +177,7 @@ def _make_ae(calling_ae_title: str, device: Device) -> AE:
 
 
 def _describe_failure(
-    assoc: Association, device: Device, *, connected: bool
+    assoc: Association, device: Peer, *, connected: bool
 ) -> AssociationFailedError:
     where = f"{device.ae_title}@{device.host}:{device.port}"
     if not connected:
@@ -201,7 +204,7 @@ def _describe_failure(
     return AssociationFailedError(_connection_problem(device), transient=True)
 
 
-def _connection_problem(device: Device) -> str:
+def _connection_problem(device: Peer) -> str:
     """Why no association came about, found by connecting once more ourselves."""
     where = f"{device.host}:{device.port}"
     tls_problem = ""
@@ -228,7 +231,7 @@ def _connection_problem(device: Device) -> str:
     )
 
 
-def _tls_problem(device: Device, sock: socket.socket) -> str:
+def _tls_problem(device: Peer, sock: socket.socket) -> str:
     """``: <why>`` when a TLS handshake over ``sock`` fails as pynetdicom's did, else ``""``."""
     try:
         context = ssl_context(device)
@@ -252,7 +255,7 @@ def _tls_problem(device: Device, sock: socket.socket) -> str:
 
 @contextmanager
 def open_association(
-    device: Device, calling_ae_title: str, contexts: Sequence[Context]
+    device: Peer, calling_ae_title: str, contexts: Sequence[Context]
 ) -> Iterator[Association]:
     """An established association proposing ``contexts`` (at most 128); released at the end.
 
@@ -544,7 +547,7 @@ def accepted(assoc: Association) -> list[PresentationContext]:
     return contexts
 
 
-def echo(device: Device, calling_ae_title: str) -> float:
+def echo(device: Peer, calling_ae_title: str) -> float:
     """C-ECHO ``device``; return the round trip in seconds.
 
     Raises

@@ -27,30 +27,51 @@ storage_scp
 storage_scp_factory
     A callable taking `StorageSCP` keyword options that returns a started SCP; every SCP it
     made is stopped at teardown.
+worklist_scp_factory
+    A callable taking `WorklistSCP` arguments (the items, then keyword options) that returns a
+    started worklist SCP; every SCP it made is stopped at teardown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import ParamSpec, TypeAlias
+from typing import ParamSpec, Protocol, Self, TypeAlias, TypeVar
 
 import pytest
 
 from sendtopacs_core.testing._storage_scp import StorageSCP
+from sendtopacs_core.testing._worklist_scp import WorklistSCP
 
-__all__ = ["StorageSCPFactory", "storage_scp", "storage_scp_factory"]
+__all__ = [
+    "StorageSCPFactory",
+    "WorklistSCPFactory",
+    "storage_scp",
+    "storage_scp_factory",
+    "worklist_scp_factory",
+]
 
 #: The type of the ``storage_scp_factory`` fixture (keyword options as for `StorageSCP`).
 StorageSCPFactory: TypeAlias = Callable[..., StorageSCP]
 
+#: The type of the ``worklist_scp_factory`` fixture (arguments as for `WorklistSCP`).
+WorklistSCPFactory: TypeAlias = Callable[..., WorklistSCP]
+
 _P = ParamSpec("_P")
 
 
-def _started(make: Callable[_P, StorageSCP], started: list[StorageSCP]) -> Callable[_P, StorageSCP]:
+class _Startable(Protocol):
+    def start(self) -> Self: ...
+    def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Startable)
+
+
+def _started(make: Callable[_P, _S], started: list[_S]) -> Callable[_P, _S]:
     """Wrap `make` so that each SCP it makes is started and recorded in `started`."""
 
-    def start(*args: _P.args, **kwargs: _P.kwargs) -> StorageSCP:
+    def start(*args: _P.args, **kwargs: _P.kwargs) -> _S:
         scp = make(*args, **kwargs)
         started.append(scp)
         return scp.start()
@@ -72,3 +93,12 @@ def storage_scp(tmp_path: Path) -> Iterator[StorageSCP]:
     """Return a started storage SCP that stores into ``tmp_path / "storage_scp"``."""
     with StorageSCP(storage_dir=tmp_path / "storage_scp") as scp:
         yield scp
+
+
+@pytest.fixture
+def worklist_scp_factory() -> Iterator[WorklistSCPFactory]:
+    """Return a factory of started worklist SCPs; stop them all at teardown."""
+    started: list[WorklistSCP] = []
+    yield _started(WorklistSCP, started)
+    for scp in reversed(started):
+        scp.stop()

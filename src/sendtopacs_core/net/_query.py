@@ -1,0 +1,169 @@
+"""C-FIND identifiers: building the query, decoding the answers in their character set.
+
+The query asks for every return key of PS3.4 K.6.1.2 (Modality Worklist) or of the Q/R level
+(PS3.4 C.6), carries (0008,0005) when a key is not ASCII, and matches dates as PS3.4 C.2.2.2.5
+says (``YYYYMMDD``, ``A-B``, ``A-``, ``-B``). Each answer is decoded with its own (0008,0005);
+an answer without one is decoded with the device's fallback character set or, lacking that, as
+UTF-8 when its bytes are valid UTF-8 and as Latin-1 otherwise (servers that omit it are common).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import Any, Final
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from sendtopacs_core.errors import InvalidValueError
+
+__all__ = [
+    "WORKLIST_PATIENT_KEYS",
+    "WORKLIST_STEP_KEYS",
+    "date_key",
+    "decode_identifier",
+    "query_charset",
+]
+
+#: Top-level return keys of a worklist query (PS3.4 K.6.1.2.2), asked for empty.
+WORKLIST_PATIENT_KEYS: Final = (
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "OtherPatientIDs",
+    "PatientWeight",
+    "PatientSize",
+    "AdmissionID",
+    "StudyInstanceUID",
+    "RequestedProcedureDescription",
+    "RequestedProcedureID",
+    "RequestedProcedurePriority",
+    "RequestingPhysician",
+    "ReasonForTheRequestedProcedure",
+)
+#: Keys of the one Scheduled Procedure Step Sequence item (PS3.4 K.6.1.2.2).
+WORKLIST_STEP_KEYS: Final = (
+    "ScheduledStationAETitle",
+    "ScheduledProcedureStepStartDate",
+    "ScheduledProcedureStepStartTime",
+    "Modality",
+    "ScheduledPerformingPhysicianName",
+    "ScheduledProcedureStepDescription",
+    "ScheduledStationName",
+    "ScheduledProcedureStepLocation",
+    "ScheduledProcedureStepID",
+)
+_DATE: Final = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
+_TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+
+
+def date_key(value: str | None, today: dt.date) -> str:
+    """A date matching key: ``today``, ``YYYYMMDD``, ``A-B``, ``A-``, ``-B``, or empty (any).
+
+    Raises
+    ------
+    InvalidValueError
+        Not one of these forms, a date that does not exist, or a range that ends before it
+        starts.
+    """
+    if value is None or not value.strip():
+        return ""
+    text = value.strip()
+    if text.lower() == "today":
+        return today.strftime("%Y%m%d")
+    match = _DATE.match(text)
+    if (
+        not match
+        or not (match.group(1) or match.group(3))
+        or (match.group(3) and not match.group(2))
+    ):
+        raise InvalidValueError(
+            "date", value, "expected today, YYYYMMDD, YYYYMMDD-YYYYMMDD, YYYYMMDD- or -YYYYMMDD"
+        )
+    start, end = match.group(1), match.group(3)
+    for part in (start, end):
+        if part:
+            try:
+                dt.date(int(part[:4]), int(part[4:6]), int(part[6:]))
+            except ValueError as exc:
+                raise InvalidValueError("date", value, f"{part} is not a date") from exc
+    if start and end and end < start:
+        raise InvalidValueError("date", value, "the range ends before it starts")
+    return text
+
+
+def query_charset(identifier: Dataset, configured: str | None) -> None:
+    """Set (0008,0005) on a query whose keys are not all ASCII (ISO_IR 192 unless configured)."""
+    if all(text.isascii() for text in _texts(identifier)):
+        return
+    identifier.SpecificCharacterSet = configured or "ISO_IR 192"
+
+
+def _texts(dataset: Dataset) -> Iterator[str]:
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                yield from _texts(item)
+        elif element.VR in _TEXT_VRS and element.value:
+            yield str(element.value)
+
+
+def decode_identifier(identifier: Dataset, fallback: str | None) -> Dataset:
+    """Decode every text value of an answer with its character set (or the fallback).
+
+    Raises
+    ------
+    ValueError
+        A value cannot be decoded with the character set.
+    """
+    if "SpecificCharacterSet" not in identifier or not identifier.SpecificCharacterSet:
+        raw = list(_raw_texts(identifier))
+        if any(not value.isascii() for value in raw):
+            identifier.SpecificCharacterSet = fallback or _guess(raw)
+    identifier.decode()
+    return identifier
+
+
+def _raw_texts(dataset: Dataset) -> Iterator[bytes]:
+    """The undecoded bytes of every text element, sequences included."""
+    for tag in list(dataset.keys()):
+        raw: Any = dataset.get_item(tag)  # a RawDataElement until the value is read
+        if isinstance(raw, RawDataElement):
+            vr = raw.VR or _dictionary_vr(int(tag))
+            if vr in _TEXT_VRS and raw.value:
+                yield bytes(raw.value)
+            elif vr == "SQ":
+                value = dataset[tag].value
+                if isinstance(value, Sequence):
+                    for item in value:
+                        yield from _raw_texts(item)
+        else:
+            element = dataset[tag]
+            if element.VR == "SQ":
+                for item in element.value:
+                    yield from _raw_texts(item)
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _guess(values: list[bytes]) -> str:
+    """ISO_IR 192 when every value is valid UTF-8, else ISO_IR 100 (Latin-1)."""
+    try:
+        for value in values:
+            value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "ISO_IR 100"
+    return "ISO_IR 192"
