@@ -257,3 +257,16 @@ def test_parallel_associations_send_each_file_once(
     assert sorted(r.sop_instance_uid for r in scp.received) == sorted(uids)
     assert scp.duplicates() == {}
     assert scp.associations == 6
+
+
+def test_parallel_associations_share_the_files_out_without_a_file_count(
+    storage_scp_factory: StorageSCPFactory, tmp_path: Path
+) -> None:
+    paths = [tmp_path / f"{n:02d}.dcm" for n in range(7)]
+    uids = [write_secondary_capture(path) for path in paths]
+    scp = storage_scp_factory()
+    report = Sender(device_to(scp.ae_title, scp.port, parallel_associations=3)).send(paths)
+    assert report.ok
+    assert [o.sop_instance_uid for o in report] == uids
+    assert scp.associations == 3  # 3 + 3 + 1 files
+    assert scp.duplicates() == {}

@@ -87,6 +87,9 @@ def plan_associations(
 ) -> list[Group]:
     """Pack ``deliveries`` (in order) into groups of at most 128 contexts and N files."""
     limit = device.files_per_association
+    if not limit and device.parallel_associations > 1 and deliveries:
+        # Parallel associations need several groups: share the files out evenly.
+        limit = -(-len(deliveries) // device.parallel_associations)
     groups: list[Group] = []
     current: list[Delivery] = []
     contexts: dict[Context, None] = {}

@@ -442,6 +442,8 @@ class WorklistSCP:
             raise ValueError(msg)
         raw = decode(BytesIO(encoded), implicit, little)  # elements stay undecoded
         del raw[_SPECIFIC_CHARACTER_SET]
+        # Else pydicom sees a changed character set and decodes and re-encodes every value.
+        raw.set_original_encoding(implicit, little, raw._character_set)
         return raw
 
     def _on_c_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
