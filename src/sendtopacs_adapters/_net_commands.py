@@ -25,6 +25,7 @@ from sendtopacs_adapters._common import (
     UsageError,
     study_from,
 )
+from sendtopacs_adapters._query_commands import study_from_worklist
 from sendtopacs_core import (
     ConfigError,
     ConversionReport,
@@ -164,6 +165,8 @@ def cmd_send(context: Context) -> int:
         raise UsageError(f"invalid option: {exc}") from exc
     given = any(getattr(args, name, None) for name in _STUDY_FIELDS)
     study = study_from(args) if given else None
+    from_worklist = study_from_worklist(context, settings, study or Study())
+    study = from_worklist or study
     sender = Sender(device, settings=settings, decompress=args.decompress)
     show_bar = not args.json and args.quiet == 0 and sys.stderr.isatty()
     with _SendBar(enabled=show_bar) as bar:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from sendtopacs_adapters import _logging
 from sendtopacs_adapters._common import (
+    EXIT_NETWORK,
     EXIT_OK,
     EXIT_PARTIAL,
     EXIT_USAGE,
@@ -34,10 +35,18 @@ from sendtopacs_adapters._net_commands import (
     cmd_echo,
     cmd_send,
 )
+from sendtopacs_adapters._query_commands import (
+    add_query_keys,
+    add_worklist_choice,
+    cmd_find,
+    cmd_worklist,
+    study_from_worklist,
+)
 from sendtopacs_core import (
     ConfigError,
     ConversionReport,
     Converter,
+    DicomNetworkError,
     ImageTransferSyntax,
     SendToPacsError,
     Settings,
@@ -67,6 +76,19 @@ examples:
   sendtopacs send *.dcm --host 10.0.0.5 --port 104 --called-aet PACS --decompress
   sendtopacs send photo.jpg report.pdf --patient-id 12345 --patient-name "Müller^Anna"
   sendtopacs --json send study/ > report.json
+"""
+_EPILOG_WORKLIST: Final = """\
+examples:
+  sendtopacs worklist                         today's steps on the default worklist device
+  sendtopacs worklist --modality ES --date 20261127-20261130
+  sendtopacs worklist --patient-name "Mül*" --all-dates --json
+  sendtopacs convert photo.jpg -o out/ --worklist default --pick 2
+"""
+_EPILOG_FIND: Final = """\
+examples:
+  sendtopacs find --patient-id 12345
+  sendtopacs find --model patient --level patient --patient-name "Mül*"
+  sendtopacs find --study-date 20260101-20261231 --modality ES --json
 """
 _EPILOG_CONFIG: Final = """\
 examples:
@@ -123,8 +145,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes converting in parallel (default: the number of CPUs, at most 4)",
     )
     study_options(convert)
+    add_worklist_choice(convert)
     convert.set_defaults(handler=_cmd_convert)
 
+    _add_network_commands(commands)
+    _add_search_commands(commands)
+
+    config = commands.add_parser(
+        "config",
+        help="create, show or check the settings file",
+        description="Create, show or check settings.json.",
+        epilog=_EPILOG_CONFIG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(config, suppress=True)
+    config.set_defaults(help_parser=config)
+    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    init = actions.add_parser("init", help="write a settings file with every default")
+    global_options(init, suppress=True)
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(handler=_cmd_config_init)
+    show = actions.add_parser("show", help="every key, its value and what it does")
+    global_options(show, suppress=True)
+    show.set_defaults(handler=_cmd_config_show)
+    check = actions.add_parser("check", help="check the settings file")
+    global_options(check, suppress=True)
+    check.set_defaults(handler=_cmd_config_check)
+    return parser
+
+
+def _add_network_commands(commands: Any) -> None:
+    """echo, send and demo."""
     echo = commands.add_parser(
         "echo",
         help="check that a PACS answers (C-ECHO)",
@@ -166,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--associations", type=int, metavar="N", help="associations used in parallel (1-16)"
     )
     study_options(send)
+    add_worklist_choice(send)
     send.set_defaults(handler=cmd_send)
 
     demo = commands.add_parser(
@@ -185,27 +237,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=cmd_demo)
 
-    config = commands.add_parser(
-        "config",
-        help="create, show or check the settings file",
-        description="Create, show or check settings.json.",
-        epilog=_EPILOG_CONFIG,
+
+def _add_search_commands(commands: Any) -> None:
+    """worklist and find."""
+    worklist = commands.add_parser(
+        "worklist",
+        help="search the Modality Worklist",
+        description=(
+            "Search a Modality Worklist server (a worklist device of the settings, or "
+            "--host/--port/--called-aet) and list the scheduled procedure steps."
+        ),
+        epilog=_EPILOG_WORKLIST,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    global_options(config, suppress=True)
-    config.set_defaults(help_parser=config)
-    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    init = actions.add_parser("init", help="write a settings file with every default")
-    global_options(init, suppress=True)
-    init.add_argument("--force", action="store_true", help="overwrite an existing file")
-    init.set_defaults(handler=_cmd_config_init)
-    show = actions.add_parser("show", help="every key, its value and what it does")
-    global_options(show, suppress=True)
-    show.set_defaults(handler=_cmd_config_show)
-    check = actions.add_parser("check", help="check the settings file")
-    global_options(check, suppress=True)
-    check.set_defaults(handler=_cmd_config_check)
-    return parser
+    global_options(worklist, suppress=True)
+    worklist.add_argument("--device", metavar="NAME", help="a worklist device of the settings")
+    add_connection_options(worklist)
+    add_query_keys(worklist, worklist=True)
+    worklist.set_defaults(handler=cmd_worklist)
+
+    find = commands.add_parser(
+        "find",
+        help="search patients or studies (Query/Retrieve C-FIND)",
+        description="Search a Query/Retrieve server for patients or studies.",
+        epilog=_EPILOG_FIND,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(find, suppress=True)
+    find.add_argument("--device", metavar="NAME", help="a worklist device of the settings")
+    add_connection_options(find)
+    add_query_keys(find, worklist=False)
+    find.set_defaults(handler=cmd_find)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -227,12 +289,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = Context(args=args, out=out, err=err)
     try:
         return handler(context)
-    except ConfigError as exc:
-        return _fail(context, f"settings error: {exc}", EXIT_USAGE, exc)
-    except UsageError as exc:
-        return _fail(context, str(exc), EXIT_USAGE, exc)
-    except SendToPacsError as exc:
-        return _fail(context, str(exc), EXIT_PARTIAL, exc)
+    except (ConfigError, UsageError, DicomNetworkError, SendToPacsError) as exc:
+        return _fail(context, _failure_text(exc), _failure_status(exc), exc)
+
+
+def _failure_status(exc: BaseException) -> int:
+    if isinstance(exc, ConfigError | UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, DicomNetworkError):
+        return EXIT_NETWORK
+    return EXIT_PARTIAL
+
+
+def _failure_text(exc: BaseException) -> str:
+    return f"settings error: {exc}" if isinstance(exc, ConfigError) else str(exc)
 
 
 def run() -> NoReturn:
@@ -295,6 +365,7 @@ def _cmd_convert(context: Context) -> int:
     args = context.args
     settings = _settings_for_convert(context.load_settings(), args)
     study = study_from(args)
+    study = study_from_worklist(context, settings, study) or study
     workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 (found {workers})")

@@ -30,7 +30,12 @@ from sendtopacs_core._results import (
     ConversionReport,
     ConvertedFile,
 )
-from sendtopacs_core.errors import ConversionError, CorruptMediaError, UnsupportedMediaError
+from sendtopacs_core.errors import (
+    ConfigError,
+    ConversionError,
+    CorruptMediaError,
+    UnsupportedMediaError,
+)
 from sendtopacs_core.media.image import count_pages
 from sendtopacs_core.media.kind import IMAGE_EXTENSIONS, MediaKind, sniff
 from sendtopacs_core.model import Study
@@ -131,8 +136,16 @@ class Converter:
         ------
         ConversionError
             The output folder cannot be created (no input is converted then).
+        ConfigError
+            ``non_dicom.worklist_only`` is on and the study does not come from a worklist
+            item (typed patient data is refused then).
         """
         study = study if study is not None else Study()
+        if self._settings.non_dicom.worklist_only and not study.from_worklist and paths:
+            raise ConfigError(
+                "non_dicom.worklist_only is on: the patient and study must come from a worklist "
+                "item, not be typed in"
+            )
         out = Path(out_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -115,6 +115,11 @@ def _check_sex(_instance: Any, attribute: Any, value: Any) -> None:
         raise InvalidValueError(attribute.name, value, "expected M, F or O")
 
 
+def _is_bool(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidValueError(attribute.name, value, "true or false")
+
+
 def _check_code_part(_instance: Any, attribute: Any, value: Any) -> None:
     if not isinstance(value, str):
         raise InvalidValueError(attribute.name, value, "expected text")
@@ -218,6 +223,8 @@ class Study:
         converter=_strip_or_none,
         validator=attrs.validators.optional(attrs.validators.max_len(1024)),
     )
+    from_worklist: bool = attrs.field(default=False, validator=_is_bool)
+    """Whether the data came from a worklist item (``non_dicom.worklist_only`` requires it)."""
 
     def identifying_parts(self) -> list[str]:
         """The values that identify this study, for deriving its UID (empty when none)."""
@@ -390,11 +397,6 @@ def _check_count(low: int, high: int | None) -> Any:
 def _check_seconds(_instance: Any, attribute: Any, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
         raise InvalidValueError(attribute.name, value, "seconds: more than 0, at most 86400")
-
-
-def _is_bool(_instance: Any, attribute: Any, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise InvalidValueError(attribute.name, value, "true or false")
 
 
 def _to_float(value: Any) -> Any:

@@ -180,6 +180,7 @@ class WorklistItem:
             scheduled_procedure_step_id=self.scheduled_procedure_step_id,
             procedure_codes=self.requested_procedure_codes,
             modality=self.modality,
+            from_worklist=True,
         )
 
 
@@ -246,6 +247,7 @@ class QueryResult:
             study_id=self.study_id if study_level else None,
             study_description=self.study_description if study_level else None,
             referring_physician_name=self.referring_physician_name if study_level else None,
+            from_worklist=True,
         )
 
 

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from sendtopacs_core.errors import ConfigError, ConversionError
 from sendtopacs_core.model import Device, Study
 from sendtopacs_core.net._association import echo
 from sendtopacs_core.net._files import InvalidDicomFileError, discover, read_dicom_file
@@ -187,9 +188,14 @@ class Sender:
         from sendtopacs_core.convert import Converter  # noqa: PLC0415 (loads media libraries)
 
         indexes = {path: index for index, path in inputs}
-        report = Converter(self.settings).convert(
-            [path for _, path in inputs], study, out_dir=temp / "converted"
-        )
+        try:
+            report = Converter(self.settings).convert(
+                [path for _, path in inputs], study, out_dir=temp / "converted"
+            )
+        except (ConfigError, ConversionError) as exc:  # worklist-only, or no output folder
+            for index, path in inputs:
+                record((index, 0), _failed(path, f"not converted: {exc}"))
+            return []
         for failure in report.failures:
             record((indexes[failure.source], 0), _failed(failure.source, str(failure.error)))
         deliveries = []

@@ -1,0 +1,287 @@
+"""``sendtopacs worklist`` and ``find``, and ``--worklist NAME [--pick N]`` for convert/send.
+
+The worklist device comes from the settings (``--device NAME`` or the default) or from
+``--host/--port/--called-aet``; the answers print as a numbered table (``--pick N`` counts from
+1, as the table shows) or as one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any, Final
+
+import attrs
+
+from sendtopacs_adapters._common import (
+    EXIT_NETWORK,
+    EXIT_OK,
+    Context,
+    UsageError,
+)
+from sendtopacs_core import (
+    ConfigError,
+    DicomNetworkError,
+    InvalidValueError,
+    Querier,
+    QueryLevel,
+    QueryModel,
+    QueryResult,
+    Settings,
+    Study,
+    StudyQuery,
+    Timeouts,
+    TlsOptions,
+    WorklistDevice,
+    WorklistItem,
+    WorklistQuery,
+)
+
+__all__ = [
+    "add_query_keys",
+    "add_worklist_choice",
+    "cmd_find",
+    "cmd_worklist",
+    "study_from_worklist",
+]
+
+_WORKLIST_COLUMNS: Final = (
+    ("Patient", "patient_name"),
+    ("ID", "patient_id"),
+    ("Born", "patient_birth_date"),
+    ("Sex", "patient_sex"),
+    ("Accession", "accession_number"),
+    ("Mod", "modality"),
+    ("Date", "scheduled_start_date"),
+    ("Time", "scheduled_start_time"),
+    ("Procedure", "requested_procedure_description"),
+)
+_FIND_COLUMNS: Final = (
+    ("Patient", "patient_name"),
+    ("ID", "patient_id"),
+    ("Born", "patient_birth_date"),
+    ("Sex", "patient_sex"),
+    ("Study date", "study_date"),
+    ("Accession", "accession_number"),
+    ("Modalities", "modalities_in_study"),
+    ("Description", "study_description"),
+)
+
+
+def add_query_keys(parser: argparse.ArgumentParser, *, worklist: bool) -> None:
+    """The search keys of ``worklist`` (``worklist=True``) or ``find``."""
+    group = parser.add_argument_group("search keys (wildcards * and ? allowed)")
+    group.add_argument("--patient-id", metavar="ID")
+    group.add_argument("--patient-name", metavar="NAME", help="Family^Given, e.g. 'Mül*'")
+    group.add_argument("--accession-number", metavar="NUMBER")
+    if worklist:
+        group.add_argument("--modality", metavar="CS", help="default: the device's")
+        group.add_argument("--scheduled-aet", metavar="AET", help="default: the device's")
+        group.add_argument(
+            "--date", metavar="DATE", help="today, YYYYMMDD or YYYYMMDD-YYYYMMDD (default: today)"
+        )
+        group.add_argument("--all-dates", action="store_true", help="do not limit the date")
+    else:
+        group.add_argument("--birth-date", metavar="YYYYMMDD")
+        group.add_argument("--study-date", metavar="DATE", help="YYYYMMDD or a range")
+        group.add_argument("--study-description", metavar="TEXT")
+        group.add_argument("--modality", metavar="CS", help="Modalities in Study")
+        group.add_argument("--study-uid", metavar="UID")
+        parser.add_argument("--model", choices=[str(m) for m in QueryModel if m != "worklist"])
+        parser.add_argument("--level", choices=[str(level) for level in QueryLevel])
+    parser.add_argument("--limit", type=int, metavar="N", help="stop after N answers")
+
+
+def add_worklist_choice(parser: argparse.ArgumentParser) -> None:
+    """``--worklist NAME [--pick N]`` for convert and send."""
+    group = parser.add_argument_group("patient and study from the worklist")
+    group.add_argument(
+        "--worklist",
+        metavar="NAME",
+        help="fill the study from an item of this worklist device ('default' for the default); "
+        "--patient-id, --patient-name and --accession-number become search keys",
+    )
+    group.add_argument("--pick", type=int, metavar="N", help="the N-th item (from 1)")
+
+
+def _worklist_device(
+    settings: Settings, args: argparse.Namespace, name: str | None
+) -> WorklistDevice:
+    if getattr(args, "host", None) or getattr(args, "port", None):
+        if not (args.host and args.port):
+            raise UsageError("--host and --port go together")
+        try:
+            timeouts = Timeouts()
+            if args.timeout is not None:
+                timeouts = Timeouts(
+                    connect_s=args.timeout,
+                    acse_s=args.timeout,
+                    dimse_s=args.timeout,
+                    network_s=args.timeout,
+                )
+            return WorklistDevice(
+                name="command line",
+                ae_title=args.called_aet or "ANY-SCP",
+                host=args.host,
+                port=args.port,
+                tls=TlsOptions(
+                    enabled=args.tls,
+                    ca_file=args.ca_file,
+                    cert_file=args.cert_file,
+                    key_file=args.key_file,
+                ),
+                timeouts=timeouts,
+            )
+        except ValueError as exc:
+            raise UsageError(f"invalid connection option: {exc}") from exc
+    try:
+        return settings.worklist_device(None if name in (None, "default") else name)
+    except ConfigError as exc:
+        raise UsageError(f"{exc}; or give --host, --port and --called-aet") from exc
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _table(rows: Sequence[object], columns: Sequence[tuple[str, str]]) -> list[str]:
+    header = ["#", *(title for title, _ in columns)]
+    body = [
+        [str(number), *(_cell(getattr(row, field)) for _, field in columns)]
+        for number, row in enumerate(rows, start=1)
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+
+
+def _document(row: WorklistItem | QueryResult) -> dict[str, Any]:
+    data = attrs.asdict(row, filter=lambda field, _value: field.name != "identifier")
+    return {key: (str(value) if key == "level" else value) for key, value in data.items()}
+
+
+def _worklist_query(args: argparse.Namespace) -> WorklistQuery:
+    date = args.date
+    if getattr(args, "all_dates", False):
+        date = ""
+    return WorklistQuery(
+        patient_id=args.patient_id,
+        patient_name=args.patient_name,
+        accession_number=args.accession_number,
+        modality=getattr(args, "modality", None),
+        scheduled_ae_title=getattr(args, "scheduled_aet", None),
+        date=date,
+    )
+
+
+def cmd_worklist(context: Context) -> int:
+    """Search a worklist and print the items."""
+    args = context.args
+    settings = context.load_settings()
+    device = _worklist_device(settings, args, args.device)
+    querier = Querier(device, calling_ae_title=settings.main.ae_title)
+    try:
+        items = querier.find_worklist(_worklist_query(args), limit=args.limit)
+    except InvalidValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except DicomNetworkError as exc:
+        return _network_error(context, device, exc)
+    if args.json:
+        context.emit_json(
+            {"ok": True, "device": device.name, "items": [_document(item) for item in items]}
+        )
+    else:
+        for line in _table(items, _WORKLIST_COLUMNS):
+            context.out.write(line + "\n")
+        context.out.write(f"{len(items)} item(s) from {device.name}\n")
+    return EXIT_OK
+
+
+def cmd_find(context: Context) -> int:
+    """Search with Query/Retrieve and print the patients or studies."""
+    args = context.args
+    settings = context.load_settings()
+    device = _worklist_device(settings, args, args.device)
+    querier = Querier(device, calling_ae_title=settings.main.ae_title)
+    query = StudyQuery(
+        patient_id=args.patient_id,
+        patient_name=args.patient_name,
+        patient_birth_date=args.birth_date,
+        accession_number=args.accession_number,
+        study_instance_uid=args.study_uid,
+        study_date=args.study_date,
+        study_description=args.study_description,
+        modalities_in_study=args.modality,
+    )
+    model = QueryModel(args.model) if args.model else None
+    level = QueryLevel(args.level) if args.level else None
+    try:
+        results = querier.find(query, model=model, level=level, limit=args.limit)
+    except InvalidValueError as exc:
+        raise UsageError(str(exc)) from exc
+    except DicomNetworkError as exc:
+        return _network_error(context, device, exc)
+    if args.json:
+        context.emit_json(
+            {"ok": True, "device": device.name, "results": [_document(r) for r in results]}
+        )
+    else:
+        for line in _table(results, _FIND_COLUMNS):
+            context.out.write(line + "\n")
+        context.out.write(f"{len(results)} result(s) from {device.name}\n")
+    return EXIT_OK
+
+
+def _network_error(context: Context, device: WorklistDevice, exc: DicomNetworkError) -> int:
+    if context.args.json:
+        context.emit_json({"ok": False, "device": device.name, "error": str(exc)})
+    else:
+        context.err.write(f"sendtopacs: {device.name}: {exc}\n")
+    return EXIT_NETWORK
+
+
+def study_from_worklist(context: Context, settings: Settings, typed: Study) -> Study | None:
+    """The study of the worklist item ``--worklist NAME [--pick N]`` chooses, if asked for.
+
+    The typed patient ID, name and accession number are the search keys. Exactly one item
+    (or the picked one) gives the study; none, or several without ``--pick``, is a usage
+    error that lists the candidates.
+
+    Raises
+    ------
+    UsageError
+        No item, several items, a pick out of range.
+    DicomNetworkError
+        The worklist server could not be searched.
+    """
+    args = context.args
+    if not args.worklist:
+        if args.pick is not None:
+            raise UsageError("--pick needs --worklist")
+        return None
+    device = _worklist_device(settings, argparse.Namespace(), args.worklist)
+    query = WorklistQuery(
+        patient_id=typed.patient_id,
+        patient_name=typed.patient_name,
+        accession_number=typed.accession_number,
+    )
+    items = Querier(device, calling_ae_title=settings.main.ae_title).find_worklist(query)
+    if args.pick is not None:
+        if not 1 <= args.pick <= len(items):
+            raise UsageError(
+                f"--pick {args.pick}: the worklist {device.name} gave {len(items)} item(s)"
+            )
+        item = items[args.pick - 1]
+    elif len(items) == 1:
+        item = items[0]
+    else:
+        listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
+        what = "no item matches" if not items else f"{len(items)} items match; choose with --pick N"
+        raise UsageError(f"worklist {device.name}: {what}\n{listing}".rstrip())
+    try:
+        study: Study = attrs.evolve(item.to_study(), additional_info=typed.additional_info)
+    except ValueError as exc:
+        raise UsageError(f"worklist {device.name}: the item cannot be used: {exc}") from exc
+    return study
