@@ -71,6 +71,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "typed in.",
         "non_dicom.parse_file_name": "Search the worklist with what the file name says (e.g. "
         "the patient ID).",
+        "non_dicom.file_name_pattern": "How a file name is read: {patient_id}, "
+        "{accession_number}, {patient_name}, {date}, * for anything.",
         "dicom.update_tags": "Attribute updates applied, in order, to DICOM files before sending.",
         "dicom.update_tags[].tag": "The attribute to set: keyword (Modality) or number "
         "(0008,0060).",

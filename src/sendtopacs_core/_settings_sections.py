@@ -37,6 +37,7 @@ from sendtopacs_core.model import (
     TagPattern,
     VideoFormat,
 )
+from sendtopacs_core.tags import compile_file_name_pattern
 
 __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
@@ -272,6 +273,15 @@ def _check_info_tag(instance: Any, attribute: Any, value: Any) -> None:
         )
 
 
+def _check_file_name_pattern(_instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidValueError(attribute.name, value, "expected text")
+    try:
+        compile_file_name_pattern(value)
+    except ValueError as exc:
+        raise InvalidValueError(attribute.name, value, str(exc)) from exc
+
+
 def _check_tag_patterns(_instance: Any, attribute: Any, value: Any) -> None:
     for index, pattern in enumerate(_check_tuple(value, attribute.name)):
         if not isinstance(pattern, TagPattern):
@@ -351,6 +361,10 @@ class NonDicomSettings:
         Take patient and study data only from a worklist, never typed in.
     parse_file_name
         Search the worklist with what the file name says (e.g. the patient ID).
+    file_name_pattern
+        How a file name is read when ``parse_file_name`` is on: text with the fields
+        ``{patient_id}``, ``{accession_number}``, ``{patient_name}``, ``{date}``,
+        ``{requested_procedure_id}``, and ``*`` for anything (e.g. ``{patient_id}_*``).
     """
 
     modalities: tuple[str, ...] = attrs.field(
@@ -385,6 +399,9 @@ class NonDicomSettings:
     )
     worklist_only: bool = attrs.field(default=False, validator=_is_bool)
     parse_file_name: bool = attrs.field(default=False, validator=_is_bool)
+    file_name_pattern: str = attrs.field(
+        default="{patient_id}_*", converter=_strip, validator=_check_file_name_pattern
+    )
 
     def rule_for(self, extension: str) -> SopClassRule:
         """The rule for files with ``extension`` (``pdf``, ``.PDF``, or ``""`` for none).

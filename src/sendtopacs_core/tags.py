@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
@@ -17,7 +18,13 @@ from sendtopacs_core.errors import InvalidValueError
 if TYPE_CHECKING:
     from sendtopacs_core.model import TagPattern
 
-__all__ = ["Template", "apply_tag_patterns", "parse_template"]
+__all__ = [
+    "FILE_NAME_FIELDS",
+    "Template",
+    "apply_tag_patterns",
+    "compile_file_name_pattern",
+    "parse_template",
+]
 
 #: VRs whose value a text template can set.
 _TEXT_VRS: Final = frozenset(
@@ -156,3 +163,49 @@ def _check_rendered(vr: str, value: str, label: str) -> None:
             validate_value(vr, single, config.RAISE)
         except ValueError as exc:
             raise InvalidValueError(label, value, f"not a valid {vr} value: {exc}") from exc
+
+
+#: The fields a file name pattern may name (``non_dicom.file_name_pattern``).
+FILE_NAME_FIELDS: Final = (
+    "patient_id",
+    "accession_number",
+    "patient_name",
+    "date",
+    "requested_procedure_id",
+)
+_FILE_NAME_FIELD: Final = re.compile(r"\{(\w+)\}")
+
+
+def compile_file_name_pattern(pattern: str) -> re.Pattern[str]:
+    """The regular expression of a file name pattern (matched against the name's stem).
+
+    Raises
+    ------
+    ValueError
+        An unknown field, a field named twice, or no field at all.
+    """
+    fields = _FILE_NAME_FIELD.findall(pattern)
+    unknown = sorted(set(fields) - set(FILE_NAME_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"unknown field {{{unknown[0]}}} (fields: "
+            + ", ".join(f"{{{name}}}" for name in FILE_NAME_FIELDS)
+            + ")"
+        )
+    if len(fields) != len(set(fields)):
+        raise ValueError("a field may appear only once")
+    if not fields:
+        raise ValueError("the pattern names no field, e.g. {patient_id}_*")
+    parts: list[str] = []
+    position = 0
+    for match in _FILE_NAME_FIELD.finditer(pattern):
+        parts.append(_literal(pattern[position : match.start()]))
+        body = r"\d{8}" if match.group(1) == "date" else ".+?"
+        parts.append(f"(?P<{match.group(1)}>{body})")
+        position = match.end()
+    parts.append(_literal(pattern[position:]))
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+def _literal(text: str) -> str:
+    return ".*".join(re.escape(piece) for piece in text.split("*"))

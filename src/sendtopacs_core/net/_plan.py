@@ -42,6 +42,8 @@ from sendtopacs_core.net._prepare import (
     write_copy,
 )
 from sendtopacs_core.net._status import SendState, classify, status_meaning
+from sendtopacs_core.net.matching import fill_from_item
+from sendtopacs_core.net.querier import WorklistItem
 
 __all__ = ["Delivery", "Group", "plan_associations", "send_group"]
 
@@ -60,6 +62,8 @@ class Delivery:
     charset: str | None
     converted: bool = False
     page: int = 0
+    worklist_item: WorklistItem | None = None
+    replace_with_worklist: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -298,8 +302,12 @@ def _send_one(  # noqa: PLR0917 - one call site
 
 
 def _changed_header(delivery: Delivery) -> Dataset | None:
-    if not delivery.patterns and delivery.charset is None:
+    item = delivery.worklist_item
+    if not delivery.patterns and delivery.charset is None and item is None:
         return None
     header = copy.deepcopy(delivery.dicom.header)
+    changed = False
+    if item is not None:
+        changed = fill_from_item(header, item, replace=delivery.replace_with_worklist)
     changes = header_changes(header, delivery.patterns, delivery.charset)
-    return header if changes else None
+    return header if changes or changed else None

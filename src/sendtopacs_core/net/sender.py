@@ -27,13 +27,25 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from sendtopacs_core.errors import ConfigError, ConversionError
+from sendtopacs_core.errors import (
+    ConfigError,
+    ConversionError,
+    DicomNetworkError,
+    InvalidValueError,
+)
 from sendtopacs_core.model import Device, Study
 from sendtopacs_core.net._association import echo
 from sendtopacs_core.net._files import InvalidDicomFileError, discover, read_dicom_file
 from sendtopacs_core.net._outcome import FileOutcome, SendProgress, SendReport
 from sendtopacs_core.net._plan import Delivery, plan_associations, send_group
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.matching import (
+    WorklistMatchError,
+    dicom_query,
+    file_name_query,
+    match_one,
+)
+from sendtopacs_core.net.querier import Querier
 from sendtopacs_core.settings import Settings
 
 __all__ = ["FileOutcome", "SendProgress", "SendReport", "SendState", "Sender"]
@@ -56,6 +68,12 @@ class Sender:
     decompress
         Also decode lossy sources when the PACS accepts only uncompressed data (the device's
         ``decompress`` always sends uncompressed).
+    querier
+        The worklist for automatic matching: with ``non_dicom.parse_file_name`` each non-DICOM
+        file's name finds its worklist item (and study); with ``dicom.parse_dicom_for_worklist``
+        each DICOM file's header does, and the item fills the copy's empty patient and study
+        attributes (all of them with ``dicom.replace_with_worklist``). A file without exactly
+        one matching item is not sent, and its outcome lists the candidates.
     """
 
     def __init__(
@@ -65,11 +83,13 @@ class Sender:
         calling_ae_title: str | None = None,
         settings: Settings | None = None,
         decompress: bool = False,
+        querier: Querier | None = None,
     ) -> None:
         self.device = device
         self.settings = settings if settings is not None else Settings()
         self.calling_ae_title = calling_ae_title or self.settings.main.ae_title
         self.decompress = decompress
+        self.querier = querier
 
     def echo(self) -> float:
         """C-ECHO the device; return the round trip in seconds.
@@ -163,12 +183,22 @@ class Sender:
                 (index, 0), FileOutcome(source=path, state=SendState.SKIPPED, message="DICOMDIR")
             )
             return None
+        item = None
+        if self.querier is not None and self.settings.dicom.parse_dicom_for_worklist:
+            try:
+                query = dicom_query(dicom.header, self.querier.device)
+                item = match_one(self.querier, query, path.name)
+            except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
+                record((index, 0), _failed(path, f"not sent: {exc}"))
+                return None
         return Delivery(
             index=index,
             source=path,
             dicom=dicom,
             patterns=self.settings.dicom.update_tags,
             charset=self.device.charset,
+            worklist_item=item,
+            replace_with_worklist=self.settings.dicom.replace_with_worklist,
         )
 
     def _convert(
@@ -178,6 +208,21 @@ class Sender:
         temp: Path,
         record: Callable[[tuple[int, int], FileOutcome], None],
     ) -> list[Delivery]:
+        if self.querier is not None and self.settings.non_dicom.parse_file_name:
+            groups: dict[Study, list[tuple[int, Path]]] = {}
+            pattern = self.settings.non_dicom.file_name_pattern
+            for index, path in inputs:
+                try:
+                    item = match_one(self.querier, file_name_query(path, pattern), path.name)
+                    groups.setdefault(item.to_study(), []).append((index, path))
+                except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
+                    record((index, 0), _failed(path, f"not converted: {exc}"))
+            deliveries: list[Delivery] = []
+            for number, (matched, members) in enumerate(groups.items()):
+                deliveries += self._convert_for(
+                    members, matched, temp / f"converted-{number}", record
+                )
+            return deliveries
         if study is None:
             for index, path in inputs:
                 record(
@@ -185,12 +230,21 @@ class Sender:
                     _failed(path, "not DICOM: converting it needs patient and study data"),
                 )
             return []
+        return self._convert_for(inputs, study, temp / "converted", record)
+
+    def _convert_for(
+        self,
+        inputs: Sequence[tuple[int, Path]],
+        study: Study,
+        out_dir: Path,
+        record: Callable[[tuple[int, int], FileOutcome], None],
+    ) -> list[Delivery]:
         from sendtopacs_core.convert import Converter  # noqa: PLC0415 (loads media libraries)
 
         indexes = {path: index for index, path in inputs}
         try:
             report = Converter(self.settings).convert(
-                [path for _, path in inputs], study, out_dir=temp / "converted"
+                [path for _, path in inputs], study, out_dir=out_dir
             )
         except (ConfigError, ConversionError) as exc:  # worklist-only, or no output folder
             for index, path in inputs:

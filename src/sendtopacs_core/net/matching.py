@@ -1,0 +1,198 @@
+"""Automatic worklist matching: a file's name or a DICOM file's header becomes a search.
+
+- A non-DICOM file's name is read with the ``non_dicom.file_name_pattern`` setting: text with
+  named fields in braces, ``*`` for anything (``{patient_id}_{accession_number}*``). Fields:
+  ``patient_id``, ``accession_number``, ``patient_name`` (``^`` or ``,`` between family and given
+  name), ``date`` (``YYYYMMDD``, the scheduled date), ``requested_procedure_id``.
+- A DICOM file's Patient ID, Patient's Name and Accession Number become keys as the worklist
+  device's ``fill_patient_id`` / ``fill_patient_name`` say (exact, or as a prefix ``value*``).
+
+Exactly one item is a match; none or several is a :class:`WorklistMatchError` that lists the
+candidates, so that nobody's images end up with another patient.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from sendtopacs_core.errors import SendToPacsError
+from sendtopacs_core.model import Code, FillMode, Study, WorklistDevice
+from sendtopacs_core.net.querier import Querier, WorklistItem, WorklistQuery
+from sendtopacs_core.tags import compile_file_name_pattern
+
+__all__ = [
+    "WorklistMatchError",
+    "dicom_query",
+    "file_name_query",
+    "fill_from_item",
+    "match_one",
+]
+
+
+class WorklistMatchError(SendToPacsError):
+    """No worklist item, or several, match a file; the message lists the candidates."""
+
+    def __init__(self, message: str, candidates: tuple[WorklistItem, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def file_name_query(path: Path, pattern: str) -> WorklistQuery:
+    """The worklist search a file name gives under ``pattern``.
+
+    Raises
+    ------
+    WorklistMatchError
+        The name does not fit the pattern.
+    ValueError
+        The pattern is invalid.
+    """
+    regex = compile_file_name_pattern(pattern)
+    match = regex.fullmatch(path.stem) or regex.fullmatch(path.name)
+    if match is None:
+        raise WorklistMatchError(f"{path.name}: the file name does not fit the pattern {pattern!r}")
+    found = {name: value.strip() for name, value in match.groupdict().items() if value}
+    name = found.get("patient_name")
+    if name is not None:
+        name = re.sub(r"\s*[,^]\s*", "^", name, count=1)
+    return WorklistQuery(
+        patient_id=found.get("patient_id"),
+        patient_name=name,
+        accession_number=found.get("accession_number"),
+        requested_procedure_id=found.get("requested_procedure_id"),
+        date=found.get("date") or "",
+    )
+
+
+def _fill(value: str | None, mode: FillMode) -> str | None:
+    if not value or mode is FillMode.OFF:
+        return None
+    return f"{value}*" if mode is FillMode.WILDCARD else value
+
+
+def dicom_query(header: Dataset, device: WorklistDevice) -> WorklistQuery:
+    """The worklist search a DICOM file's header gives (any date).
+
+    Raises
+    ------
+    WorklistMatchError
+        The header gives no key to search with.
+    """
+    patient_id = str(header.get("PatientID") or "").strip() or None
+    patient_name = str(header.get("PatientName") or "").strip() or None
+    accession = str(header.get("AccessionNumber") or "").strip() or None
+    query = WorklistQuery(
+        patient_id=_fill(patient_id, device.fill_patient_id),
+        patient_name=_fill(patient_name, device.fill_patient_name),
+        accession_number=accession,
+        date="",
+    )
+    if not (query.patient_id or query.patient_name or query.accession_number):
+        raise WorklistMatchError(
+            "the file has no Patient ID, Patient's Name or Accession Number to search with "
+            f"(the worklist device {device.name} uses: patient ID {device.fill_patient_id}, "
+            f"name {device.fill_patient_name})"
+        )
+    return query
+
+
+def match_one(querier: Querier, query: WorklistQuery, what: str) -> WorklistItem:
+    """The one worklist item that matches ``query``.
+
+    Raises
+    ------
+    WorklistMatchError
+        None or several match (the candidates are listed).
+    DicomNetworkError
+        The worklist cannot be searched.
+    """
+    items = querier.find_worklist(query)
+    if len(items) == 1:
+        return items[0]
+    if not items:
+        raise WorklistMatchError(f"{what}: no worklist item matches ({_keys(query)})")
+    listing = "; ".join(
+        f"{item.patient_name or '?'} ({item.patient_id or '?'}), accession "
+        f"{item.accession_number or '-'}, {item.scheduled_start_date or '-'}"
+        for item in items[:10]
+    )
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    raise WorklistMatchError(
+        f"{what}: {len(items)} worklist items match ({_keys(query)}): {listing}{more}",
+        tuple(items),
+    )
+
+
+def _keys(query: WorklistQuery) -> str:
+    keys = {
+        "patient ID": query.patient_id,
+        "name": query.patient_name,
+        "accession": query.accession_number,
+        "procedure": query.requested_procedure_id,
+        "date": query.date,
+    }
+    return ", ".join(f"{key} {value}" for key, value in keys.items() if value) or "no keys"
+
+
+def fill_from_item(header: Dataset, item: WorklistItem, *, replace: bool) -> bool:
+    """Put the item's patient and study attributes into ``header``; return whether it changed.
+
+    With ``replace`` ("replace full worklist info") every attribute the item has overwrites
+    the header's; otherwise only empty or missing ones are filled. The Request Attributes
+    Sequence is added when the header has none (or replaced).
+
+    Raises
+    ------
+    InvalidValueError
+        The item holds a value that is not valid for its attribute.
+    """
+    study = item.to_study()
+    values = {
+        "PatientName": study.patient_name,
+        "PatientID": study.patient_id,
+        "PatientBirthDate": study.patient_birth_date,
+        "PatientSex": study.patient_sex,
+        "AccessionNumber": study.accession_number,
+        "ReferringPhysicianName": study.referring_physician_name,
+        "StudyInstanceUID": study.study_instance_uid,
+    }
+    changed = False
+    for keyword, value in values.items():
+        if value is None:
+            continue
+        current = str(header.get(keyword) or "")
+        if (replace or not current) and current != value:
+            setattr(header, keyword, value)
+            changed = True
+    wants_request = study.requested_procedure_id or study.scheduled_procedure_step_id
+    if wants_request and (replace or "RequestAttributesSequence" not in header):
+        header.RequestAttributesSequence = [_request_item(study)]
+        changed = True
+    return changed
+
+
+def _request_item(study: Study) -> Dataset:
+    """An item of the Request Attributes Sequence (0040,0275) for the item's study."""
+    item = Dataset()
+    if study.accession_number:
+        item.AccessionNumber = study.accession_number
+    if study.study_instance_uid:
+        item.StudyInstanceUID = study.study_instance_uid
+    item.RequestedProcedureID = study.requested_procedure_id or ""
+    if study.requested_procedure_description:
+        item.RequestedProcedureDescription = study.requested_procedure_description
+    if study.procedure_codes:
+        item.RequestedProcedureCodeSequence = [_code_item(study.procedure_codes[0])]
+    item.ScheduledProcedureStepID = study.scheduled_procedure_step_id or ""
+    return item
+
+
+def _code_item(code: Code) -> Dataset:
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning or code.value
+    return item
