@@ -22,6 +22,18 @@ on:
 * DCMTK TLS in the Debian build: ``+tls KEY CERT`` (PEM by default), ``+cf CA`` to trust a CA,
   ``-rc`` (require a peer certificate, the default), ``-vc`` (verify if present), ``-ic``
   (ignore). The default security profile is BCP 195 non-downgrading (TLS 1.2+).
+* ``wlmscpfs`` serves ``<-dfp>/<called AE title>/*.wl`` (a ``lockfile`` must exist there). With
+  ``-efr`` (default) a file missing a type 1 return key (e.g. an empty Scheduled Station AE
+  Title) is skipped with "is incomplete, file will be ignored" in its log, and the C-FIND still
+  ends with Success; missing type 2 Referenced Study/Patient Sequences are added with a
+  warning. It never converts character sets: ``-cs0`` (default) sends no (0008,0005) with the
+  file's bytes, ``-csk`` sends the file's own Specific Character Set.
+* Orthanc 1.10.1's worklist plugin (``Worklists.Database``, ``*.wl`` files read at every query)
+  converts every answer to ``DefaultEncoding`` (``Latin1`` unless configured) and sets
+  (0008,0005) to match (``ISO_IR 100``, ``ISO_IR 192``...), whatever the file's or the query's
+  character set; characters the target cannot hold are dropped silently.
+* ``dcmqrscp`` 3.6.7 crashes (SIGSEGV) after its first association in ``--single-process``
+  mode, so it runs forking; ``dcmqridx`` indexes files in place before the start.
 """
 
 from __future__ import annotations
@@ -50,13 +62,19 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPLICIT_VR_LITTLE_ENDIAN",
     "IMPLICIT_VR_LITTLE_ENDIAN",
+    "ORTHANC_WORKLIST_PLUGIN",
     "STARTUP_TIMEOUT_S",
     "STORAGE_SOP_CLASSES",
     "UNCOMPRESSED_TRANSFER_SYNTAXES",
+    "WORKLIST_CHARACTER_SETS",
+    "BlackHolePeer",
+    "DcmtkQRSCP",
     "DcmtkStoreSCP",
+    "DcmtkWorklistSCP",
     "OrthancFactory",
     "OrthancOptions",
     "OrthancPeer",
+    "OrthancWorklistPeer",
     "PeerStartError",
     "StoreSCPFactory",
     "StoreSCPOptions",
@@ -65,6 +83,7 @@ __all__ = [
     "free_port",
     "make_tls_files",
     "write_secondary_capture",
+    "write_worklist_item",
 ]
 
 #: How long a peer may take to answer its readiness probe.
@@ -1140,3 +1159,582 @@ def refused_socket_leak_ignored() -> pytest.MarkDecorator:
     import pytest
 
     return pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
+
+
+# --------------------------------------------------------------------------------------------
+# Worklist and query peers: wlmscpfs, dcmqrscp, Orthanc's worklist plugin, a black hole
+# --------------------------------------------------------------------------------------------
+
+#: Where Debian's orthanc package installs the worklist plugin.
+ORTHANC_WORKLIST_PLUGIN: Final = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
+#: DCMTK's private "generic file" SOP class, which ``dump2dcm -g`` puts in ``.wl`` file meta.
+_GENERIC_FILE_SOP_CLASS: Final = "1.2.276.0.7230010.3.1.0.1"
+#: ``character_set`` values of :func:`write_worklist_item` for the usual test names.
+WORKLIST_CHARACTER_SETS: Final[dict[str, str | list[str]]] = {
+    "latin1": "ISO_IR 100",
+    "utf8": "ISO_IR 192",
+    "cyrillic": "ISO_IR 144",
+    "japanese": ["", "ISO 2022 IR 87"],
+}
+
+
+def write_worklist_item(
+    path: Path,
+    *,
+    patient_name: str,
+    patient_id: str,
+    accession_number: str,
+    study_instance_uid: str | None = None,
+    start_date: str,
+    start_time: str = "080000",
+    modality: str = "CT",
+    scheduled_ae: str = "STATION1",
+    character_set: str | Sequence[str] | None = None,
+    requested_procedure_id: str = "RP0001",
+    description: str = "Test procedure",
+    referring_physician: str = "Referrer^Rita",
+    step_id: str = "SPS0001",
+    performing_physician: str = "",
+    patient_birth_date: str = "19700101",
+    patient_sex: str = "O",
+    implicit_vr: bool = False,
+) -> Any:
+    """Write a worklist item (``.wl`` file) for wlmscpfs or Orthanc; return the dataset.
+
+    The attribute set is that of DCMTK's ``wlistdb`` samples: the patient, Accession Number,
+    Referring Physician, Study Instance UID, Requested Procedure ID and Description (also as
+    Requested Procedure Code Sequence) and one Scheduled Procedure Step (Modality, Station AE
+    Title, start date/time, performing physician, description, step ID), plus the empty type 2
+    Referenced Study/Patient Sequences (wlmscpfs adds them with a warning otherwise).
+    wlmscpfs ignores files missing a type 1 return key (with ``-efr``, its default: "file will
+    be ignored" in its log, the C-FIND still succeeds), among them an empty Scheduled Station
+    AE Title: ``scheduled_ae=""`` writes an incomplete item (served only with
+    ``reject_incomplete=False``; Orthanc serves it).
+
+    ``character_set`` is Specific Character Set (see :data:`WORKLIST_CHARACTER_SETS`; for
+    Japanese ``["", "ISO 2022 IR 87"]``, which pydicom writes as ``\\ISO 2022 IR 87``). The
+    file is a Part 10 file (DCMTK's generic-file SOP class in the meta), explicit VR little
+    endian, or implicit VR little endian with ``implicit_vr``.
+    """
+    import pydicom
+    import pydicom.uid
+
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.UID(_GENERIC_FILE_SOP_CLASS)
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = (
+        pydicom.uid.ImplicitVRLittleEndian if implicit_vr else pydicom.uid.ExplicitVRLittleEndian
+    )
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    if character_set is not None:
+        ds.SpecificCharacterSet = (
+            character_set if isinstance(character_set, str) else list(character_set)
+        )
+    ds.AccessionNumber = accession_number
+    ds.ReferringPhysicianName = referring_physician
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PatientBirthDate = patient_birth_date
+    ds.PatientSex = patient_sex
+    ds.StudyInstanceUID = study_instance_uid or pydicom.uid.generate_uid()
+    ds.ReferencedStudySequence = []
+    ds.ReferencedPatientSequence = []
+    ds.RequestedProcedureDescription = description
+    code = pydicom.Dataset()
+    code.CodeValue = requested_procedure_id
+    code.CodingSchemeDesignator = "99TEST"
+    code.CodeMeaning = description
+    ds.RequestedProcedureCodeSequence = [code]
+    ds.RequestedProcedureID = requested_procedure_id
+    step = pydicom.Dataset()
+    step.Modality = modality
+    step.ScheduledStationAETitle = scheduled_ae
+    step.ScheduledProcedureStepStartDate = start_date
+    step.ScheduledProcedureStepStartTime = start_time
+    step.ScheduledPerformingPhysicianName = performing_physician
+    step.ScheduledProcedureStepDescription = description
+    step.ScheduledProcedureStepID = step_id
+    ds.ScheduledProcedureStepSequence = [step]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True, implicit_vr=implicit_vr, little_endian=True)
+    return ds
+
+
+class _DcmtkProcessPeer:
+    """A DCMTK server program on 127.0.0.1 and a free port (``TCP_NODELAY=1``).
+
+    Subclasses give the program name, prepare their files and build the command line; this
+    class starts it (retrying if the port was taken), probes it with ``echoscu`` and stops it.
+    """
+
+    program: str = ""
+
+    def __init__(self, directory: Path | None, *, ae_title: str, verbose: str) -> None:
+        self._given_directory = directory
+        self._temp_directory: tempfile.TemporaryDirectory[str] | None = None
+        self.directory = Path()
+        self.ae_title = ae_title
+        self.verbose = verbose
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"{self.program}.log"
+
+    @property
+    def log(self) -> str:
+        """Everything the program has printed so far (stdout and stderr)."""
+        return _read_text(self.log_path)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (_LOCALHOST, self.port)
+
+    def _prepare(self) -> None:
+        """Write the files the program needs (in :attr:`directory`)."""
+
+    def command(self) -> list[str]:
+        """The command line (for the current :attr:`port`)."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Start the program and wait until it answers a C-ECHO."""
+        if self._given_directory is None:
+            self._temp_directory = tempfile.TemporaryDirectory(prefix=f"{self.program}-")
+            self.directory = Path(self._temp_directory.name)
+        else:
+            self.directory = self._given_directory
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        echoscu = require_tool("echoscu")
+        for _attempt in range(3):
+            self.port = free_port()
+            self._log_file = self.log_path.open("ab")
+            self._process = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                env=dcmtk_env(),
+                cwd=self.directory,
+            )
+            try:
+                self._wait_ready(echoscu)
+            except PeerStartError:
+                exited = self._process.poll() is not None
+                self.stop()
+                if exited and "cannot listen" in self.log.lower():
+                    continue
+                raise
+            return self
+        raise PeerStartError(f"{self.program} could not listen on a free port\n{_tail(self.log)}")
+
+    def _wait_ready(self, echoscu: Path) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        output = ""
+        args = [str(echoscu), "-aec", self.ae_title, "-to", "2", "-ta", "2", "-td", "2"]
+        args += [_LOCALHOST, str(self.port)]
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise PeerStartError(
+                    f"{self.program} exited with status {self._process.returncode} before "
+                    f"answering\ncommand: {' '.join(self.command())}\n--- log ---\n"
+                    + _tail(self.log)
+                )
+            proc = subprocess.run(
+                args,
+                capture_output=True,
+                timeout=STARTUP_TIMEOUT_S,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=dcmtk_env(),
+            )
+            output = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
+            if proc.returncode == 0 or "Association Rejected" in output:
+                return
+            time.sleep(_PROBE_INTERVAL_S)
+        raise PeerStartError(
+            f"{self.program} did not answer on port {self.port} within "
+            f"{STARTUP_TIMEOUT_S:.0f} s\nlast echoscu output:\n{output}\n--- log ---\n"
+            + _tail(self.log)
+        )
+
+    def stop(self) -> None:
+        """Stop the program (terminate, then kill); its files and log stay."""
+        try:
+            _stop_process(self._process, _STOP_TIMEOUT_S)
+        finally:
+            self._process = None
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+
+    def is_running(self) -> bool:
+        """Whether the process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def close(self) -> None:
+        """Stop the program and remove the temporary directory, if one was made."""
+        self.stop()
+        if self._temp_directory is not None:
+            self._temp_directory.cleanup()
+            self._temp_directory = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(ae_title={self.ae_title!r}, port={self.port})"
+
+
+def _copy_or_write(item: Path | Any, target: Path) -> None:
+    """Copy file ``item`` to ``target`` or, for a pydicom dataset, save it there."""
+    import shutil
+
+    if isinstance(item, Path):
+        shutil.copyfile(item, target)
+    else:
+        item.save_as(target, enforce_file_format=True)
+
+
+class DcmtkWorklistSCP(_DcmtkProcessPeer):
+    """DCMTK's ``wlmscpfs`` serving worklist files; a context manager.
+
+    Parameters
+    ----------
+    items
+        A folder whose ``*.wl`` files are served, or ``.wl`` files, or pydicom datasets with
+        file meta (saved as ``item<N>.wl``). They are copied into the database folder
+        ``directory / "db" / ae_title`` (with the ``lockfile`` wlmscpfs needs).
+    directory
+        Working directory (database, log ``wlmscpfs.log``); a temporary one if ``None``.
+    ae_title
+        Our AE title: wlmscpfs serves the database folder named like the *called* AE title and
+        answers other called AE titles with a failure (or rejects the association).
+    character_set
+        ``"keep"`` (``-csk``: return the Specific Character Set of the file), ``"none"``
+        (``-cs0``, wlmscpfs's default: no (0008,0005) in responses, the values still in the
+        file's encoding) or ``"latin1"`` (``-cs1``: always claim ISO_IR 100).
+    reject_incomplete
+        ``-efr`` (default, wlmscpfs ignores files missing a type 1 return key, with a
+        warning in its log) or ``-dfr``.
+    extra_args
+        More options, e.g. ``--sleep-during N``, ``--refuse``, ``-nse``.
+    verbose
+        ``"verbose"`` (``-v``) or ``"debug"`` (``-d``).
+    """
+
+    program = "wlmscpfs"
+
+    def __init__(
+        self,
+        items: Path | Sequence[Path | Any],
+        directory: Path | None = None,
+        *,
+        ae_title: str = "WLMSCP",
+        character_set: str = "keep",
+        reject_incomplete: bool = True,
+        extra_args: Sequence[str] = (),
+        verbose: str = "verbose",
+    ) -> None:
+        super().__init__(directory, ae_title=ae_title, verbose=verbose)
+        if character_set not in _WLMSCPFS_CHARACTER_SETS:
+            raise ValueError(f"character_set must be one of {sorted(_WLMSCPFS_CHARACTER_SETS)}")
+        self.items = items if isinstance(items, Path) else list(items)
+        self.character_set = character_set
+        self.reject_incomplete = reject_incomplete
+        self.extra_args = tuple(extra_args)
+
+    @property
+    def database(self) -> Path:
+        """The folder given to ``-dfp`` (one sub-folder per AE title)."""
+        return self.directory / "db"
+
+    @property
+    def worklist_dir(self) -> Path:
+        """The folder of our AE title, holding the ``.wl`` files and ``lockfile``."""
+        return self.database / self.ae_title
+
+    def _prepare(self) -> None:
+        self.worklist_dir.mkdir(parents=True, exist_ok=True)
+        (self.worklist_dir / "lockfile").touch()
+        if isinstance(self.items, Path):
+            sources: list[Path | Any] = sorted(self.items.glob("*.wl"))
+        else:
+            sources = list(self.items)
+        for number, item in enumerate(sources, start=1):
+            name = item.name if isinstance(item, Path) else f"item{number}.wl"
+            _copy_or_write(item, self.worklist_dir / name)
+
+    def command(self) -> list[str]:
+        args = [str(require_tool("wlmscpfs"))]
+        args.append("-d" if self.verbose == "debug" else "-v")
+        args += ["-s", "-dhl", "-dfp", str(self.database)]
+        args.append("-efr" if self.reject_incomplete else "-dfr")
+        args.append(_WLMSCPFS_CHARACTER_SETS[self.character_set])
+        return [*args, *self.extra_args, str(self.port)]
+
+
+_WLMSCPFS_CHARACTER_SETS: Final = {"keep": "-csk", "none": "-cs0", "latin1": "-cs1"}
+
+
+def _dcmqrscp_config(port: int, ae_title: str, storage: Path) -> str:
+    """A ``dcmqrscp`` configuration: one AE title with a read/write storage area.
+
+    The quota's study count must stay <= 500 (dcmqrscp warns and lowers it otherwise). No
+    ``UserName``/``GroupName``: dcmqrscp would switch to that user when started as root.
+    """
+    return "\n".join(
+        [
+            f"NetworkTCPPort  = {port}",
+            "MaxPDUSize      = 16384",
+            "MaxAssociations = 16",
+            "",
+            "HostTable BEGIN",
+            "HostTable END",
+            "",
+            "VendorTable BEGIN",
+            "VendorTable END",
+            "",
+            "AETable BEGIN",
+            f"{ae_title}  {storage}  RW  (200, 1024mb)  ANY",
+            "AETable END",
+            "",
+        ]
+    )
+
+
+class DcmtkQRSCP(_DcmtkProcessPeer):
+    """DCMTK's ``dcmqrscp`` (Query/Retrieve SCP) holding given instances; a context manager.
+
+    The instances are copied into the storage area and registered with ``dcmqridx`` before
+    the start, so C-FIND at the PATIENT, STUDY, SERIES and IMAGE levels (Patient Root, Study
+    Root, Patient/Study Only) finds them.
+
+    Parameters
+    ----------
+    datasets
+        DICOM files or pydicom datasets with file meta (each needs Patient ID, Study, Series
+        and SOP Instance UIDs and SOP Class UID).
+    directory
+        Working directory (``storage/``, ``dcmqrscp.cfg``, log ``dcmqrscp.log``); a
+        temporary one if ``None``.
+    ae_title
+        Our AE title; dcmqrscp rejects associations calling another one.
+    extra_args
+        More dcmqrscp options (e.g. ``-XF`` to check C-FIND identifiers).
+    """
+
+    program = "dcmqrscp"
+
+    def __init__(
+        self,
+        datasets: Sequence[Path | Any],
+        directory: Path | None = None,
+        *,
+        ae_title: str = "QRSCP",
+        extra_args: Sequence[str] = (),
+        verbose: str = "verbose",
+    ) -> None:
+        super().__init__(directory, ae_title=ae_title, verbose=verbose)
+        self.datasets = list(datasets)
+        self.extra_args = tuple(extra_args)
+
+    @property
+    def storage(self) -> Path:
+        return self.directory / "storage"
+
+    @property
+    def config_path(self) -> Path:
+        return self.directory / "dcmqrscp.cfg"
+
+    def _prepare(self) -> None:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        files = []
+        for number, item in enumerate(self.datasets, start=1):
+            target = self.storage / f"instance{number:04d}.dcm"
+            _copy_or_write(item, target)
+            files.append(str(target))
+        if files:
+            proc = subprocess.run(
+                [str(require_tool("dcmqridx")), str(self.storage), *files],
+                capture_output=True,
+                timeout=60,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+            if proc.returncode != 0:
+                output = (proc.stdout + proc.stderr).decode("utf-8", errors="replace")
+                raise PeerStartError(f"dcmqridx failed ({proc.returncode}):\n{output}")
+
+    def command(self) -> list[str]:
+        self.config_path.write_text(
+            _dcmqrscp_config(self.port, self.ae_title, self.storage), encoding="utf-8"
+        )
+        args = [str(require_tool("dcmqrscp"))]
+        args.append("-d" if self.verbose == "debug" else "-v")
+        # Not --single-process: DCMTK 3.6.7's dcmqrscp -s crashes (SIGSEGV) after its first
+        # association; forked children end with their associations.
+        args += ["-c", str(self.config_path)]
+        return [*args, *self.extra_args, str(self.port)]
+
+
+class OrthancWorklistPeer(OrthancPeer):
+    """Orthanc with its Modality Worklists plugin serving the ``.wl`` files of a folder.
+
+    Parameters
+    ----------
+    database
+        The folder of ``.wl`` files (``Worklists.Database``); read at every query, so files
+        may be added while Orthanc runs.
+    directory
+        As for :class:`OrthancPeer`.
+    default_encoding
+        ``DefaultEncoding`` (``"Latin1"``, ``"Utf8"``...), Orthanc's default ``Latin1`` if
+        ``None``.
+    plugin
+        The worklist plugin file.
+    options
+        More :class:`OrthancPeer` options; ``always_allow_find_worklist`` is true by default.
+    """
+
+    def __init__(
+        self,
+        database: Path,
+        directory: Path | None = None,
+        *,
+        default_encoding: str | None = None,
+        plugin: Path = ORTHANC_WORKLIST_PLUGIN,
+        **options: Unpack[OrthancOptions],
+    ) -> None:
+        options.setdefault("always_allow_find_worklist", True)
+        options.setdefault("plugins", [plugin])
+        super().__init__(directory, **options)
+        self.database = database
+        self.default_encoding = default_encoding
+
+    def config(self) -> dict[str, object]:
+        config = super().config()
+        config["Worklists"] = {"Enable": True, "Database": str(self.database)}
+        if self.default_encoding is not None:
+            config["DefaultEncoding"] = self.default_encoding
+        config.update(self.extra_config)
+        return config
+
+    def start(self) -> Self:
+        for plugin in self.plugins:
+            if not Path(plugin).exists():
+                missing_tool(f"Orthanc plugin {plugin} not found; apt-get install orthanc")
+        self.database.mkdir(parents=True, exist_ok=True)
+        return super().start()
+
+
+class BlackHolePeer:
+    """A TCP listener on 127.0.0.1 that accepts connections and never sends a byte.
+
+    For timeout tests: an association request to it is never answered. It drains what it
+    receives and keeps every connection open until :meth:`stop` (a context manager).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.port = 0
+        self.received = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (_LOCALHOST, self.port)
+
+    @property
+    def connections(self) -> int:
+        """How many connections were accepted."""
+        with self._lock:
+            return len(self._connections)
+
+    def start(self) -> Self:
+        import threading
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((_LOCALHOST, 0))
+        listener.listen(16)
+        listener.settimeout(0.05)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._serve, name="BlackHolePeer", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        import selectors
+
+        assert self._listener is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _events in selector.select(timeout=0.05):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if sock is self._listener:
+                        try:
+                            conn, _peer = sock.accept()
+                        except OSError:
+                            continue
+                        conn.setblocking(False)
+                        with self._lock:
+                            self._connections.append(conn)
+                        selector.register(conn, selectors.EVENT_READ)
+                        continue
+                    try:
+                        data = sock.recv(65536)
+                    except OSError:
+                        data = b""
+                    self.received += len(data)
+                    if not data:  # closed by the client: forget it
+                        selector.unregister(sock)
+
+    def stop(self) -> None:
+        """Stop the thread and close the listener and every connection."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_STOP_TIMEOUT_S)
+            self._thread = None
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"BlackHolePeer(port={self.port})"

@@ -56,6 +56,7 @@ DCMTK_TOOLS: Final = frozenset(
         "dcmdjpeg",
         "dcmdump",
         "dcmodify",
+        "dcmqridx",
         "dcmqrscp",
         "dcmrecv",
         "dcmsend",

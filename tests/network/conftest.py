@@ -7,17 +7,21 @@ use one of these fixtures are marked ``interop``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Final, Unpack
+from typing import Any, Final, TypeAlias, Unpack
 
 import pytest
 
 from tests._netpeers import (
+    BlackHolePeer,
+    DcmtkQRSCP,
     DcmtkStoreSCP,
+    DcmtkWorklistSCP,
     OrthancFactory,
     OrthancOptions,
     OrthancPeer,
+    OrthancWorklistPeer,
     StoreSCPFactory,
     StoreSCPOptions,
     TlsFiles,
@@ -26,7 +30,24 @@ from tests._netpeers import (
 from tests._peers import require_tool
 
 #: Fixtures that start an external peer; tests using them get the ``interop`` marker.
-NETWORK_FIXTURES: Final = frozenset({"dcmtk_storescp_factory", "orthanc_factory", "tls_files"})
+NETWORK_FIXTURES: Final = frozenset(
+    {
+        "black_hole",
+        "dcmtk_qrscp_factory",
+        "dcmtk_storescp_factory",
+        "dcmtk_worklist_factory",
+        "orthanc_factory",
+        "orthanc_worklist_factory",
+        "tls_files",
+    }
+)
+
+#: ``dcmtk_worklist_factory(items, **options) -> DcmtkWorklistSCP`` (running).
+DcmtkWorklistFactory: TypeAlias = Callable[..., DcmtkWorklistSCP]
+#: ``dcmtk_qrscp_factory(datasets, **options) -> DcmtkQRSCP`` (running).
+DcmtkQRSCPFactory: TypeAlias = Callable[..., DcmtkQRSCP]
+#: ``orthanc_worklist_factory(database, **options) -> OrthancWorklistPeer`` (running).
+OrthancWorklistFactory: TypeAlias = Callable[..., OrthancWorklistPeer]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -85,3 +106,79 @@ def orthanc_factory(tmp_path: Path) -> Iterator[OrthancFactory]:
     finally:
         for peer in peers:
             peer.close()
+
+
+@pytest.fixture
+def dcmtk_worklist_factory(tmp_path: Path) -> Iterator[DcmtkWorklistFactory]:
+    """Start DCMTK ``wlmscpfs`` peers: ``factory(items, **options) -> DcmtkWorklistSCP``.
+
+    ``items`` and the options are those of :class:`tests._netpeers.DcmtkWorklistSCP`; each
+    peer works in its own folder under ``tmp_path``.
+    """
+    require_tool("wlmscpfs")
+    require_tool("echoscu")
+    peers: list[DcmtkWorklistSCP] = []
+
+    def start(items: Path | Sequence[Any], **options: Any) -> DcmtkWorklistSCP:
+        peer = DcmtkWorklistSCP(items, tmp_path / f"wlmscpfs-{len(peers)}", **options)
+        peers.append(peer)
+        return peer.start()
+
+    try:
+        yield start
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.fixture
+def dcmtk_qrscp_factory(tmp_path: Path) -> Iterator[DcmtkQRSCPFactory]:
+    """Start DCMTK ``dcmqrscp`` peers: ``factory(datasets, **options) -> DcmtkQRSCP``.
+
+    The datasets are indexed with ``dcmqridx`` before the start; each peer works in its own
+    folder under ``tmp_path``.
+    """
+    require_tool("dcmqrscp")
+    require_tool("dcmqridx")
+    require_tool("echoscu")
+    peers: list[DcmtkQRSCP] = []
+
+    def start(datasets: Sequence[Any], **options: Any) -> DcmtkQRSCP:
+        peer = DcmtkQRSCP(datasets, tmp_path / f"dcmqrscp-{len(peers)}", **options)
+        peers.append(peer)
+        return peer.start()
+
+    try:
+        yield start
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.fixture
+def orthanc_worklist_factory(tmp_path: Path) -> Iterator[OrthancWorklistFactory]:
+    """Start Orthanc with its worklist plugin: ``factory(database, **options)``.
+
+    ``database`` is the folder of ``.wl`` files; the options are those of
+    :class:`tests._netpeers.OrthancWorklistPeer` (``default_encoding``...).
+    """
+    require_tool("Orthanc")
+    peers: list[OrthancWorklistPeer] = []
+
+    def start(database: Path, **options: Any) -> OrthancWorklistPeer:
+        peer = OrthancWorklistPeer(database, tmp_path / f"orthanc-wl-{len(peers)}", **options)
+        peers.append(peer)
+        return peer.start()
+
+    try:
+        yield start
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHolePeer]:
+    """A started :class:`tests._netpeers.BlackHolePeer` (accepts, never answers)."""
+    with BlackHolePeer() as peer:
+        yield peer
