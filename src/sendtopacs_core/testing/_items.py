@@ -32,7 +32,7 @@ def make_worklist_item(
     ``start`` defaults to now; ``character_set`` is written as Specific Character Set when
     given (else ISO_IR 192 when a value is not ASCII).
     """
-    when = start or dt.datetime.now()
+    when = start or dt.datetime.now(dt.UTC).astimezone()  # local time, as schedules are
     item = Dataset()
     texts = (patient_name, requested_procedure_description, referring_physician_name)
     charset = character_set or (None if all(t.isascii() for t in texts) else "ISO_IR 192")
