@@ -40,9 +40,12 @@ from sendtopacs_core import (
     Study,
     Timeouts,
     TlsOptions,
+    WorklistDevice,
+    WorklistItem,
+    WorklistQuery,
     make_sample_files,
 )
-from sendtopacs_core.testing import StorageSCP
+from sendtopacs_core.testing import StorageSCP, WorklistSCP, make_worklist_item
 
 __all__ = ["add_connection_options", "cmd_demo", "cmd_echo", "cmd_send"]
 
@@ -255,39 +258,81 @@ def _print_send_report(context: Context, report: SendReport, device: Device) -> 
 
 
 def cmd_demo(context: Context) -> int:
-    """Start a local test PACS, make samples, convert, send, verify, report, stop."""
+    """Start a local test PACS and worklist, find the demo patient, convert, send, verify."""
     keep: Path | None = context.args.keep
     settings = context.load_settings()
+    scheduled = make_worklist_item(
+        patient_name=DEMO_STUDY.patient_name or "",
+        patient_id=DEMO_STUDY.patient_id or "",
+        patient_sex=DEMO_STUDY.patient_sex or "",
+        accession_number=DEMO_STUDY.accession_number or "",
+        requested_procedure_description="sendtopacs demo",
+    )
     with tempfile.TemporaryDirectory(prefix="sendtopacs-demo-") as scratch:
         folder = keep if keep is not None else Path(scratch)
         samples = make_sample_files(folder / "samples")
-        converted = Converter(settings).convert(samples, DEMO_STUDY, out_dir=folder / "dicom")
-        with StorageSCP(ae_title="TESTPACS", storage_dir=folder / "pacs") as pacs:
+        with (
+            WorklistSCP([scheduled], ae_title="TESTMWL") as mwl,
+            StorageSCP(ae_title="TESTPACS", storage_dir=folder / "pacs") as pacs,
+        ):
+            worklist = WorklistDevice(
+                name="demo worklist", ae_title="TESTMWL", host="127.0.0.1", port=mwl.port
+            )
+            items = Querier(worklist, calling_ae_title=settings.main.ae_title).find_worklist(
+                WorklistQuery(patient_id=DEMO_STUDY.patient_id)
+            )
+            study = items[0].to_study() if len(items) == 1 else DEMO_STUDY
+            converted = Converter(settings).convert(samples, study, out_dir=folder / "dicom")
             device = Device(name="demo PACS", ae_title="TESTPACS", host="127.0.0.1", port=pacs.port)
             work = attrs.evolve(settings.main, temp_dir=Path(scratch).resolve())
             sender = Sender(device, settings=attrs.evolve(settings, main=work))
             sent = sender.send([item.path for item in converted.files])
-            received = {item.sop_instance_uid for item in pacs.received}
+            received = pacs.received
         expected = {item.sop_instance_uid for item in converted.files}
-        verified = bool(expected) and expected <= received and sent.ok and converted.ok
-        _print_demo(context, converted, sent, device, folder, verified=verified, kept=keep)
+        arrived = {item.sop_instance_uid for item in received}
+        verified = (
+            len(items) == 1
+            and bool(expected)
+            and expected <= arrived
+            and sent.ok
+            and converted.ok
+            and converted.study_instance_uid == scheduled.StudyInstanceUID
+        )
+        _print_demo(
+            context,
+            _Demo(worklist=items, converted=converted, sent=sent, device=device),
+            folder,
+            verified=verified,
+            kept=keep,
+        )
     return EXIT_OK if verified else EXIT_PARTIAL
 
 
+@attrs.frozen
+class _Demo:
+    worklist: list[WorklistItem]
+    converted: ConversionReport
+    sent: SendReport
+    device: Device
+
+
 def _print_demo(
-    context: Context,
-    converted: ConversionReport,
-    sent: SendReport,
-    device: Device,
-    folder: Path,
-    *,
-    verified: bool,
-    kept: Path | None,
+    context: Context, demo: _Demo, folder: Path, *, verified: bool, kept: Path | None
 ) -> None:
+    converted, sent, device = demo.converted, demo.sent, demo.device
     if context.args.json:
         context.emit_json(
             {
                 "ok": verified,
+                "worklist": [
+                    {
+                        "patient_name": item.patient_name,
+                        "patient_id": item.patient_id,
+                        "accession_number": item.accession_number,
+                        "study_instance_uid": item.study_instance_uid,
+                    }
+                    for item in demo.worklist
+                ],
                 "converted": [
                     {
                         "source": str(item.source),
@@ -307,17 +352,24 @@ def _print_demo(
         )
         return
     out = context.out
-    out.write(f"sendtopacs demo: a local test PACS ({_where(device)}) was started\n")
-    out.write(f"1. converted {len(converted.files)} DICOM file(s) from sample files:\n")
+    out.write(
+        f"sendtopacs demo: a local test worklist and test PACS ({_where(device)}) were started\n"
+    )
+    found = ", ".join(
+        f"{item.patient_name} ({item.patient_id}), accession {item.accession_number}"
+        for item in demo.worklist
+    )
+    out.write(f"1. found the demo patient in the worklist: {found or 'NOT found'}\n")
+    out.write(f"2. converted {len(converted.files)} DICOM file(s) from sample files:\n")
     for item in converted.files:
         out.write(f"   {item.source.name} -> {item.sop_class_name}, {item.transfer_syntax_name}\n")
     for failure in converted.failures:
         context.err.write(f"sendtopacs: error: {failure.error}\n")
-    out.write(f"2. sent them: {len(sent.sent)} of {len(sent)} accepted\n")
+    out.write(f"3. sent them: {len(sent.sent)} of {len(sent)} accepted\n")
     for outcome in sent:
         out.write(f"   {outcome.source.name}: {outcome.message}\n")
     verdict = "every object arrived" if verified else "NOT every object arrived"
-    out.write(f"3. checked what the test PACS received: {verdict}\n")
+    out.write(f"4. checked what the test PACS received: {verdict}, in the worklist's study\n")
     if kept is not None:
         out.write(f"files: samples, dicom and what the PACS stored (pacs) in {folder}\n")
     else:

@@ -238,6 +238,7 @@ def test_demo_converts_sample_files(
     document = json.loads(capsys.readouterr().out)
     assert document["ok"] is True
     assert document["verified"] is True
+    assert [item["patient_id"] for item in document["worklist"]] == ["DEMO-0001"]
     assert len(document["converted"]) == 3
     assert document["send"]["sent"] == 3
     assert [f["status"] for f in document["send"]["files"]] == [0, 0, 0]
@@ -251,7 +252,10 @@ def test_demo_converts_sample_files(
     ]
     for path in written:
         assert dciodvfy(path).errors == []
-        assert pydicom.dcmread(path).PatientID == "DEMO-0001"
+        dataset = pydicom.dcmread(path)
+        assert dataset.PatientID == "DEMO-0001"
+        assert dataset.StudyInstanceUID == document["worklist"][0]["study_instance_uid"]
+        assert dataset.RequestAttributesSequence[0].AccessionNumber == "DEMO1"
 
 
 def test_demo_cleans_up_after_itself(
@@ -259,6 +263,7 @@ def test_demo_cleans_up_after_itself(
 ) -> None:
     assert main(["--settings", str(settings_file), "demo"]) == 0
     out = capsys.readouterr().out
+    assert "found the demo patient in the worklist: Demo^Patient (DEMO-0001)" in out
     assert "converted 3 DICOM file(s)" in out
     assert "sent them: 3 of 3 accepted" in out
     assert "every object arrived" in out

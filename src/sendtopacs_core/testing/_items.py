@@ -7,6 +7,8 @@ import datetime as dt
 
 from pydicom.dataset import Dataset
 
+from sendtopacs_core.uids import derive_uid
+
 __all__ = ["make_worklist_item"]
 
 
@@ -15,7 +17,7 @@ def make_worklist_item(
     patient_name: str,
     patient_id: str,
     accession_number: str,
-    study_instance_uid: str,
+    study_instance_uid: str | None = None,
     modality: str = "OT",
     scheduled_ae_title: str = "",
     start: dt.datetime | None = None,
@@ -30,7 +32,8 @@ def make_worklist_item(
     """One worklist item (top-level keys and one Scheduled Procedure Step Sequence item).
 
     ``start`` defaults to now; ``character_set`` is written as Specific Character Set when
-    given (else ISO_IR 192 when a value is not ASCII).
+    given (else ISO_IR 192 when a value is not ASCII); ``study_instance_uid`` defaults to one
+    derived from the patient ID and accession number (the same on every call).
     """
     when = start or dt.datetime.now(dt.UTC).astimezone()  # local time, as schedules are
     item = Dataset()
@@ -44,7 +47,9 @@ def make_worklist_item(
     item.PatientID = patient_id
     item.PatientBirthDate = patient_birth_date
     item.PatientSex = patient_sex
-    item.StudyInstanceUID = study_instance_uid
+    item.StudyInstanceUID = study_instance_uid or derive_uid(
+        "study", ["worklist", patient_id, accession_number]
+    )
     item.RequestedProcedureID = requested_procedure_id
     item.RequestedProcedureDescription = requested_procedure_description
     step = Dataset()
