@@ -48,11 +48,14 @@ from sendtopacs_core import (
     Converter,
     DicomNetworkError,
     ImageTransferSyntax,
+    Querier,
     SendToPacsError,
     Settings,
     SopClassRule,
+    Study,
     VideoFormat,
     __version__,
+    match_file_names,
 )
 
 __all__ = ["main", "run"]
@@ -365,19 +368,58 @@ def _cmd_convert(context: Context) -> int:
     args = context.args
     settings = _settings_for_convert(context.load_settings(), args)
     study = study_from(args)
-    study = study_from_worklist(context, settings, study) or study
+    picked = study_from_worklist(context, settings, study)
     workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 (found {workers})")
-    with _ProgressBars(enabled=not args.json and args.quiet == 0) as bars:
-        report = Converter(settings, workers=workers).convert(
-            args.files, study, out_dir=args.output, progress=bars.update
+    batches: list[tuple[Study, list[Path]]] = [(picked or study, list(args.files))]
+    unmatched: dict[Path, str] = {}
+    if picked is None and settings.non_dicom.parse_file_name and settings.worklist_devices:
+        querier = Querier(settings.worklist_device(), calling_ae_title=settings.main.ae_title)
+        groups, unmatched = match_file_names(
+            querier, args.files, settings.non_dicom.file_name_pattern
         )
+        batches = list(groups.items())
+    reports = []
+    with _ProgressBars(enabled=not args.json and args.quiet == 0) as bars:
+        for batch_study, paths in batches:
+            reports.append(
+                Converter(settings, workers=workers).convert(
+                    paths, batch_study, out_dir=args.output, progress=bars.update
+                )
+            )
+    ok = all(report.ok for report in reports) and not unmatched
     if args.json:
-        context.emit_json(_report_document(report, args.files))
+        documents = [
+            _report_document(report, paths)
+            for report, (_, paths) in zip(reports, batches, strict=True)
+        ]
+        document = documents[0] if len(documents) == 1 and not unmatched else _merged(documents)
+        document["ok"] = ok
+        document["inputs"] += [
+            {"source": str(path), "ok": False, "outputs": [], "error": why,
+             "error_type": "WorklistMatchError"}
+            for path, why in unmatched.items()
+        ]  # fmt: skip
+        context.emit_json(document)
     else:
-        _print_report(context, report, args.files)
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+        for report, (_, paths) in zip(reports, batches, strict=True):
+            _print_report(context, report, paths)
+        for why in unmatched.values():
+            context.err.write(f"sendtopacs: error: {why}\n")
+    return EXIT_OK if ok else EXIT_PARTIAL
+
+
+def _merged(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One convert document for several studies (files matched to worklist items)."""
+    return {
+        "ok": all(document["ok"] for document in documents),
+        "study_instance_uid": None,
+        "study_instance_uids": [document["study_instance_uid"] for document in documents],
+        "converted": sum(document["converted"] for document in documents),
+        "failed": sum(document["failed"] for document in documents),
+        "inputs": [entry for document in documents for entry in document["inputs"]],
+    }
 
 
 class _ProgressBars:

@@ -20,6 +20,7 @@ from sendtopacs_core.errors import (
     SendToPacsError,
     SendToPacsWarning,
     UnsupportedMediaError,
+    WorklistMatchError,
 )
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
@@ -41,6 +42,7 @@ from sendtopacs_core.model import (
 )
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.matching import match_file_names
 from sendtopacs_core.net.querier import (
     Querier,
     QueryResult,
@@ -103,7 +105,9 @@ __all__ = [
     "VideoFormat",
     "WorklistDevice",
     "WorklistItem",
+    "WorklistMatchError",
     "WorklistQuery",
     "__version__",
     "make_sample_files",
+    "match_file_names",
 ]

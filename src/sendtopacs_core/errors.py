@@ -5,6 +5,7 @@ Every error the library raises on purpose derives from :class:`SendToPacsError`:
     SendToPacsError
     ├── ConfigError                                   settings.json and options
     ├── InvalidValueError(SendToPacsError, ValueError) domain / VR validation
+    ├── WorklistMatchError                            no worklist item, or several, match a file
     ├── ConversionError                               a file that cannot become DICOM
     │   ├── UnsupportedMediaError                     a kind of file we do not convert
     │   └── CorruptMediaError                         a file that claims a kind but is broken
@@ -31,6 +32,7 @@ __all__ = [
     "SendToPacsError",
     "SendToPacsWarning",
     "UnsupportedMediaError",
+    "WorklistMatchError",
 ]
 
 
@@ -134,3 +136,17 @@ class AssociationFailedError(DicomNetworkError):
         super().__init__(message)
         self.transient = transient
         self.rejection = rejection
+
+
+class WorklistMatchError(SendToPacsError):
+    """No worklist item, or several, match a file; the message lists the candidates.
+
+    Attributes
+    ----------
+    candidates
+        The matching :class:`~sendtopacs_core.WorklistItem` objects when there were several.
+    """
+
+    def __init__(self, message: str, candidates: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates

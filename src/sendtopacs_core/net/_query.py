@@ -63,6 +63,12 @@ WORKLIST_STEP_KEYS: Final = (
 )
 _DATE: Final = re.compile(r"^(\d{8})?(-)?(\d{8})?$")
 _TEXT_VRS: Final = frozenset({"SH", "LO", "ST", "LT", "PN", "UC", "UT"})
+#: Multi-byte character sets that only extend the default repertoire (PS3.3 C.12.1.1.2): a
+#: server that sends one as the only or first value (Orthanc: ``ISO 2022 IR 87``) means the
+#: default repertoire before it.
+_EXTENSIONS_ONLY: Final = frozenset(
+    {"ISO 2022 IR 58", "ISO 2022 IR 87", "ISO 2022 IR 149", "ISO 2022 IR 159"}
+)
 
 
 def date_key(value: str | None, today: dt.date) -> str:
@@ -128,8 +134,22 @@ def decode_identifier(identifier: Dataset, fallback: str | None) -> Dataset:
         raw = list(_raw_texts(identifier))
         if any(not value.isascii() for value in raw):
             identifier.SpecificCharacterSet = fallback or _guess(raw)
+    else:
+        _add_default_repertoire(identifier)
     identifier.decode()
     return identifier
+
+
+def _add_default_repertoire(identifier: Dataset) -> None:
+    """Put the default repertoire first when the first value is a code extension only.
+
+    Else pydicom reads ``ISO 2022 IR 87`` alone as the repertoire of the whole value and
+    loses the ASCII parts and the ``^`` between name components.
+    """
+    value = identifier.SpecificCharacterSet
+    values = [str(value)] if isinstance(value, str) else [str(part) for part in value]
+    if values and values[0].strip() in _EXTENSIONS_ONLY:
+        identifier.SpecificCharacterSet = ["", *values]
 
 
 def _raw_texts(dataset: Dataset) -> Iterator[bytes]:

@@ -14,11 +14,12 @@ candidates, so that nobody's images end up with another patient.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from sendtopacs_core.errors import SendToPacsError
+from sendtopacs_core.errors import DicomNetworkError, InvalidValueError, WorklistMatchError
 from sendtopacs_core.model import Code, FillMode, Study, WorklistDevice
 from sendtopacs_core.net.querier import Querier, WorklistItem, WorklistQuery
 from sendtopacs_core.tags import compile_file_name_pattern
@@ -28,16 +29,9 @@ __all__ = [
     "dicom_query",
     "file_name_query",
     "fill_from_item",
+    "match_file_names",
     "match_one",
 ]
-
-
-class WorklistMatchError(SendToPacsError):
-    """No worklist item, or several, match a file; the message lists the candidates."""
-
-    def __init__(self, message: str, candidates: tuple[WorklistItem, ...] = ()) -> None:
-        super().__init__(message)
-        self.candidates = candidates
 
 
 def file_name_query(path: Path, pattern: str) -> WorklistQuery:
@@ -65,6 +59,25 @@ def file_name_query(path: Path, pattern: str) -> WorklistQuery:
         requested_procedure_id=found.get("requested_procedure_id"),
         date=found.get("date") or "",
     )
+
+
+def match_file_names(
+    querier: Querier, paths: Iterable[Path], pattern: str
+) -> tuple[dict[Study, list[Path]], dict[Path, str]]:
+    """Find each file's worklist item by its name; group the files by the item's study.
+
+    Returns the groups (in the order their first file came) and, for each file without
+    exactly one matching item, why.
+    """
+    groups: dict[Study, list[Path]] = {}
+    unmatched: dict[Path, str] = {}
+    for path in paths:
+        try:
+            item = match_one(querier, file_name_query(path, pattern), path.name)
+            groups.setdefault(item.to_study(), []).append(path)
+        except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
+            unmatched[path] = str(exc)
+    return groups, unmatched
 
 
 def _fill(value: str | None, mode: FillMode) -> str | None:

@@ -42,7 +42,7 @@ from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.matching import (
     WorklistMatchError,
     dicom_query,
-    file_name_query,
+    match_file_names,
     match_one,
 )
 from sendtopacs_core.net.querier import Querier
@@ -209,18 +209,19 @@ class Sender:
         record: Callable[[tuple[int, int], FileOutcome], None],
     ) -> list[Delivery]:
         if self.querier is not None and self.settings.non_dicom.parse_file_name:
-            groups: dict[Study, list[tuple[int, Path]]] = {}
-            pattern = self.settings.non_dicom.file_name_pattern
-            for index, path in inputs:
-                try:
-                    item = match_one(self.querier, file_name_query(path, pattern), path.name)
-                    groups.setdefault(item.to_study(), []).append((index, path))
-                except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
-                    record((index, 0), _failed(path, f"not converted: {exc}"))
+            indexes = {path: index for index, path in inputs}
+            groups, unmatched = match_file_names(
+                self.querier,
+                [path for _, path in inputs],
+                self.settings.non_dicom.file_name_pattern,
+            )
+            for path, why in unmatched.items():
+                record((indexes[path], 0), _failed(path, f"not converted: {why}"))
             deliveries: list[Delivery] = []
             for number, (matched, members) in enumerate(groups.items()):
+                pairs = [(indexes[path], path) for path in members]
                 deliveries += self._convert_for(
-                    members, matched, temp / f"converted-{number}", record
+                    pairs, matched, temp / f"converted-{number}", record
                 )
             return deliveries
         if study is None:
