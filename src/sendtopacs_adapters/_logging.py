@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from sendtopacs_core import log_dicom_identifiers
+
 
 def configure(verbosity: int) -> None:
     """``-q`` -> errors only, default -> warnings, ``-v`` -> info, ``-vv`` / ``--debug`` -> debug.
@@ -27,3 +29,5 @@ def configure(verbosity: int) -> None:
     # pynetdicom logs each refused association or connection at ERROR; the commands report
     # them in their own words, so its messages show only with -v.
     logging.getLogger("pynetdicom").setLevel(level if verbosity >= 1 else logging.CRITICAL)
+    # pynetdicom dumps C-FIND identifiers (patient data) at INFO unless told not to.
+    log_dicom_identifiers(enabled=verbosity >= 2)

@@ -40,6 +40,7 @@ from sendtopacs_core.model import (
     VideoFormat,
     WorklistDevice,
 )
+from sendtopacs_core.net._association import log_dicom_identifiers
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.matching import match_file_names
@@ -108,6 +109,7 @@ __all__ = [
     "WorklistMatchError",
     "WorklistQuery",
     "__version__",
+    "log_dicom_identifiers",
     "make_sample_files",
     "match_file_names",
 ]

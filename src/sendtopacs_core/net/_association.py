@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import split_dataset
@@ -41,6 +41,7 @@ __all__ = [
     "StoreResult",
     "StoredFile",
     "echo",
+    "log_dicom_identifiers",
     "open_association",
     "paused_reactor",
     "send_file",
@@ -539,6 +540,18 @@ def _uid_bytes(uid: str) -> bytes:
 def _pdv_header(length: int, context_id: int, control: int) -> bytes:
     """A P-DATA-TF PDU header with one PDV item of ``length`` bytes (after the control byte)."""
     return struct.pack(">BBIIBB", 0x04, 0x00, length + 6, length + 2, context_id, control)
+
+
+def log_dicom_identifiers(*, enabled: bool) -> None:
+    """Let pynetdicom log C-FIND/C-MOVE identifiers (patient data) at INFO, or not.
+
+    pynetdicom logs them by default. This sets its process-wide options
+    (``LOG_REQUEST_IDENTIFIERS``, ``LOG_RESPONSE_IDENTIFIERS``), so it is for applications to
+    call, once: the library itself never changes pynetdicom's settings. The ``sendtopacs``
+    command turns them off unless ``-vv``.
+    """
+    _config.LOG_REQUEST_IDENTIFIERS = enabled
+    _config.LOG_RESPONSE_IDENTIFIERS = enabled
 
 
 def accepted(assoc: Association) -> list[PresentationContext]:
