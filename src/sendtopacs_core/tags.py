@@ -200,7 +200,15 @@ def compile_file_name_pattern(pattern: str) -> re.Pattern[str]:
     position = 0
     for match in _FILE_NAME_FIELD.finditer(pattern):
         parts.append(_literal(pattern[position : match.start()]))
-        body = r"\d{8}" if match.group(1) == "date" else ".+?"
+        following = pattern[match.end() : match.end() + 1]
+        if match.group(1) == "date":
+            body = r"\d{8}"
+        elif following in ("", "*"):
+            # Nothing fixed follows: the field runs to the next _ or . (greedy), so that
+            # "{accession_number}*" reads "ACC7_photo" as ACC7, not as A.
+            body = r"[^_.]+"
+        else:
+            body = ".+?"  # up to the text that follows it
         parts.append(f"(?P<{match.group(1)}>{body})")
         position = match.end()
     parts.append(_literal(pattern[position:]))

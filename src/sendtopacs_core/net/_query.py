@@ -14,10 +14,13 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final
 
+from pydicom.charset import convert_encodings, decode_bytes, encode_string
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
+from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from sendtopacs_core.errors import InvalidValueError
 
@@ -130,14 +133,75 @@ def decode_identifier(identifier: Dataset, fallback: str | None) -> Dataset:
     ValueError
         A value cannot be decoded with the character set.
     """
-    if "SpecificCharacterSet" not in identifier or not identifier.SpecificCharacterSet:
+    named = "SpecificCharacterSet" in identifier and bool(identifier.SpecificCharacterSet)
+    if not named:
         raw = list(_raw_texts(identifier))
         if any(not value.isascii() for value in raw):
             identifier.SpecificCharacterSet = fallback or _guess(raw)
     else:
         _add_default_repertoire(identifier)
+    if identifier.get("SpecificCharacterSet"):
+        _read_with(identifier, convert_encodings(identifier.SpecificCharacterSet), named=named)
     identifier.decode()
     return identifier
+
+
+def _read_with(dataset: Dataset, encodings: list[str], *, named: bool) -> None:
+    """Make pydicom read the text values of ``dataset`` (and its items) with ``encodings``.
+
+    pydicom reads a raw value with the character set the dataset had when it was received,
+    not with one set afterwards; and pynetdicom, to log an answer, reads every value with the
+    character set the answer names, or Latin-1: those are read again from their bytes (or,
+    when the answer ``named`` its character set, only the bytes of names are made again).
+    """
+    before = _read_as(dataset)
+    implicit, little = dataset.original_encoding
+    dataset.set_original_encoding(implicit, little, encodings)
+    for tag in list(dataset.keys()):
+        element: Any = dataset.get_item(tag)  # a RawDataElement until the value is read
+        if isinstance(element, RawDataElement):
+            continue  # read later with the encodings (a sequence gives them to its items)
+        if element.VR == "SQ":
+            for item in element.value:
+                if "SpecificCharacterSet" not in item:
+                    _read_with(item, encodings, named=named)
+        elif element.VR in _TEXT_VRS and element.value and before != encodings:
+            _read_again(element, before, encodings, named=named)
+
+
+def _read_as(dataset: Dataset) -> list[str]:
+    """The encodings pydicom reads (or read) the raw values of ``dataset`` with."""
+    read_as = dataset.original_character_set or "iso8859"
+    return [read_as] if isinstance(read_as, str) else list(read_as)
+
+
+def _bytes(value: Any, before: list[str]) -> bytes:
+    """The bytes of a text value read with ``before``."""
+    if isinstance(value, PersonName):
+        return value.original_string or value.encode(before)
+    return encode_string(str(value), before)
+
+
+def _read_again(
+    element: DataElement, before: list[str], encodings: list[str], *, named: bool
+) -> None:
+    """Decode with ``encodings`` a text value that was read with ``before``.
+
+    A value read in the character set the answer named is right as text (only the bytes
+    pydicom keeps of a name may not be), else it is read again from its bytes.
+    """
+    values = element.value if isinstance(element.value, MultiValue) else [element.value]
+    again: list[Any] = []
+    for value in values:
+        if named and isinstance(value, PersonName):
+            again.append(PersonName(PersonName(str(value), encodings).encode(), encodings))
+        elif named:
+            again.append(value)
+        elif isinstance(value, PersonName):
+            again.append(PersonName(_bytes(value, before), encodings))
+        else:
+            again.append(decode_bytes(_bytes(value, before), encodings, TEXT_VR_DELIMS))
+    element.value = again[0] if len(again) == 1 else again
 
 
 def _add_default_repertoire(identifier: Dataset) -> None:
@@ -165,11 +229,15 @@ def _raw_texts(dataset: Dataset) -> Iterator[bytes]:
                 if isinstance(value, Sequence):
                     for item in value:
                         yield from _raw_texts(item)
-        else:
+        else:  # read already (pynetdicom reads answers to log them)
             element = dataset[tag]
             if element.VR == "SQ":
                 for item in element.value:
                     yield from _raw_texts(item)
+            elif element.VR in _TEXT_VRS and element.value:
+                values = element.value
+                for value in values if isinstance(values, MultiValue) else [values]:
+                    yield _bytes(value, _read_as(dataset))
 
 
 def _dictionary_vr(tag: int) -> str:
