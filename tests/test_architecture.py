@@ -8,7 +8,8 @@ Rules (A <- B means B may import A):
 - Third-party packages stay where they belong: Pillow (``PIL``), ``av`` and ``pypdf`` only in
   ``sendtopacs_core/media/``; ``pynetdicom`` only in ``sendtopacs_core/net/`` and
   ``sendtopacs_core/testing/``; ``cattrs`` only in ``sendtopacs_core/settings.py``;
-  ``platformdirs`` only in ``sendtopacs_adapters``.
+  ``platformdirs`` only in ``sendtopacs_adapters``; ``watchdog`` only in
+  ``sendtopacs_adapters/watch.py``.
 - ``sendtopacs_core/media/`` never imports ``pydicom`` (it probes and decodes inputs only).
 - The core never imports the adapters. The upper layers are used only from above: ``convert``
   by ``forward``/``journal``/``testing``; ``net`` by ``forward``/``journal``/``testing``;
@@ -48,6 +49,7 @@ CONFINED: Final[dict[str, tuple[str, ...]]] = {
     "pynetdicom": (f"{CORE}.net", f"{CORE}.testing"),
     "cattrs": (f"{CORE}.settings",),
     "platformdirs": (ADAPTERS,),
+    "watchdog": (f"{ADAPTERS}.watch",),
 }
 
 #: Packages a part of the core must never import, whatever the table above says.

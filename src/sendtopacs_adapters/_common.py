@@ -121,6 +121,11 @@ class Context:
         json.dump(document, self.out, indent=2, ensure_ascii=False)
         self.out.write("\n")
 
+    def emit_json_line(self, document: object) -> None:
+        """One JSON document on one line (the event stream of long-running commands)."""
+        self.out.write(json.dumps(document, ensure_ascii=False) + "\n")
+        self.out.flush()
+
 
 def study_from(args: argparse.Namespace) -> Study:
     fields = {field.name for field in attrs.fields(Study)}

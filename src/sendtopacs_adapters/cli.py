@@ -42,6 +42,7 @@ from sendtopacs_adapters._query_commands import (
     cmd_worklist,
     study_from_worklist,
 )
+from sendtopacs_adapters.watch import cmd_watch
 from sendtopacs_core import (
     ConfigError,
     ConversionReport,
@@ -92,6 +93,13 @@ examples:
   sendtopacs find --patient-id 12345
   sendtopacs find --model patient --level patient --patient-name "Mül*"
   sendtopacs find --study-date 20260101-20261231 --modality ES --json
+"""
+_EPILOG_WATCH: Final = """\
+examples:
+  sendtopacs watch                  run every monitor until stopped
+  sendtopacs watch --once           for cron: process what is there, then exit
+  sendtopacs watch --list           the files waiting (auto_forward off, or retrying)
+  sendtopacs watch --send-pending   send the files held because auto_forward is off
 """
 _EPILOG_CONFIG: Final = """\
 examples:
@@ -153,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_network_commands(commands)
     _add_search_commands(commands)
+    _add_watch_command(commands)
 
     config = commands.add_parser(
         "config",
@@ -239,6 +248,30 @@ def _add_network_commands(commands: Any) -> None:
         "--keep", type=Path, metavar="DIR", help="keep the samples, DICOM files and received files"
     )
     demo.set_defaults(handler=cmd_demo)
+
+
+def _add_watch_command(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="watch the monitors' folders and forward their files",
+        description=(
+            "Watch the folders of the monitors section and send the files that arrive, "
+            "without losing or doubling any: a file is taken once it stops changing, sent, "
+            "retried, and removed or moved only after the PACS accepted it; failures go to "
+            "the failed folder with a reason file. One watcher per settings file; SIGTERM "
+            "or Ctrl-C stop it gracefully. With --json, one JSON event per line."
+        ),
+        epilog=_EPILOG_WATCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    global_options(watch, suppress=True)
+    watch.add_argument("--once", action="store_true", help="process what is there, then exit")
+    watch.add_argument("--list", action="store_true", help="list the pending files and exit")
+    watch.add_argument(
+        "--send-pending", action="store_true", help="send the held files now, then exit"
+    )
+    watch.add_argument("--journal", type=Path, metavar="FILE", help="the journal (SQLite) file")
+    watch.set_defaults(handler=cmd_watch)
 
 
 def _add_search_commands(commands: Any) -> None:

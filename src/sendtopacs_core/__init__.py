@@ -22,6 +22,8 @@ from sendtopacs_core.errors import (
     UnsupportedMediaError,
     WorklistMatchError,
 )
+from sendtopacs_core.forward import Forwarder, ForwardEvent
+from sendtopacs_core.journal import FileState, Journal, JournalEntry
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
     Code,
@@ -40,6 +42,7 @@ from sendtopacs_core.model import (
     VideoFormat,
     WorklistDevice,
 )
+from sendtopacs_core.monitor import MonitorRule, WatchMode
 from sendtopacs_core.net._association import log_dicom_identifiers
 from sendtopacs_core.net._outcome import FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
@@ -79,10 +82,16 @@ __all__ = [
     "DicomNetworkError",
     "DicomSettings",
     "FileOutcome",
+    "FileState",
     "FillMode",
+    "ForwardEvent",
+    "Forwarder",
     "ImageTransferSyntax",
     "InvalidValueError",
+    "Journal",
+    "JournalEntry",
     "MainSettings",
+    "MonitorRule",
     "NonDicomSettings",
     "PatientSex",
     "Querier",
@@ -104,6 +113,7 @@ __all__ = [
     "TlsOptions",
     "UnsupportedMediaError",
     "VideoFormat",
+    "WatchMode",
     "WorklistDevice",
     "WorklistItem",
     "WorklistMatchError",

@@ -28,6 +28,31 @@ class SettingExplanation(NamedTuple):
     """What the key does, in one line."""
 
 
+#: The Study fields, as the ``study`` of a monitor shows them.
+_STUDY_KEYS: Final = {
+    "patient_id": "Patient ID",
+    "patient_name": "Patient's Name (Family^Given)",
+    "patient_birth_date": "Patient's Birth Date (YYYYMMDD)",
+    "patient_sex": "Patient's Sex (M, F, O)",
+    "study_instance_uid": "Study Instance UID (null: derived)",
+    "study_date": "Study Date (null: today)",
+    "study_time": "Study Time (null: now)",
+    "accession_number": "Accession Number",
+    "study_id": "Study ID",
+    "study_description": "Study Description",
+    "referring_physician_name": "Referring Physician's Name",
+    "requested_procedure_id": "Requested Procedure ID",
+    "requested_procedure_description": "Requested Procedure Description",
+    "scheduled_procedure_step_id": "Scheduled Procedure Step ID",
+    "procedure_codes": "Procedure codes (value, scheme, meaning)",
+    "procedure_codes[].value": "Code Value",
+    "procedure_codes[].scheme": "Coding Scheme Designator",
+    "procedure_codes[].meaning": "Code Meaning",
+    "modality": "Modality",
+    "additional_info": "the additional info value",
+    "from_worklist": "whether the data came from a worklist (keep false)",
+}
+
 #: One line per key path saying what the key does; ``[]`` stands for any item of a list.
 DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -114,6 +139,31 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "devices[].timeouts.dimse_s": "Seconds to wait for the answer to a request (C-STORE, "
         "C-ECHO).",
         "devices[].timeouts.network_s": "Seconds of silence before an association is aborted.",
+        "monitors": "Watched folders whose files are sent unattended.",
+        "monitors[].name": "Unique name of the monitor (in logs and the journal).",
+        "monitors[].directory": "The folder watched, with its sub-folders (absolute path).",
+        "monitors[].mode": "native (operating-system events) or polling (scans).",
+        "monitors[].interval_s": "Seconds between scans (polling; native mode also rescans).",
+        "monitors[].scan_count": "Files taken per scan; 0 means all.",
+        "monitors[].auto_forward": "Send files as they arrive; false: list them as pending.",
+        "monitors[].failed_dir": "Where failed files go (dated, with a reason file); null: "
+        "<directory>.failed.",
+        "monitors[].retry_count": "Attempts after the first for failures that may pass.",
+        "monitors[].retry_timeout_s": "Seconds between attempts.",
+        "monitors[].device": "The device sent to; null: the default device.",
+        "monitors[].remove_sent": "Delete a file once the PACS has accepted it.",
+        "monitors[].success_dir": "Move accepted files here instead (relative paths kept).",
+        "monitors[].update_tags": "Attribute updates for this folder's DICOM files.",
+        "monitors[].update_tags[].tag": "The attribute to set: keyword or number.",
+        "monitors[].update_tags[].value": "The new value; {Keyword} or {gggg,eeee} insert "
+        "current values.",
+        "monitors[].update_tags[].only_if_empty": "Change the attribute only when it is empty.",
+        "monitors[].update_tags[].create_if_missing": "Add the attribute when the file lacks it.",
+        "monitors[].settle_s": "Seconds a file must stay unchanged before it is taken.",
+        **{
+            f"monitors[].study.{key}": f"Non-DICOM files without a worklist item: {text}."
+            for key, text in _STUDY_KEYS.items()
+        },
         "worklist_devices": "Modality Worklist and Query/Retrieve servers searched for patients.",
         "worklist_devices[].name": "Unique name of the worklist device; what --worklist NAME "
         "refers to.",

@@ -10,8 +10,9 @@ name here; this module does not know cattrs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 from pydicom.uid import (
@@ -29,14 +30,17 @@ from sendtopacs_core._vr import (
     check_tag,
     validator,
 )
-from sendtopacs_core.errors import InvalidValueError
+from sendtopacs_core.errors import ConfigError, InvalidValueError
 from sendtopacs_core.model import (
     ConversionType,
+    Device,
     ImageTransferSyntax,
     SopClassRule,
     TagPattern,
     VideoFormat,
+    WorklistDevice,
 )
+from sendtopacs_core.monitor import MonitorRule
 from sendtopacs_core.tags import compile_file_name_pattern
 
 __all__ = [
@@ -45,6 +49,12 @@ __all__ = [
     "DicomSettings",
     "MainSettings",
     "NonDicomSettings",
+    "check_devices",
+    "check_monitors",
+    "pick_device",
+    "to_devices",
+    "to_monitors",
+    "to_worklist_devices",
 ]
 
 #: Extensions the default video rule names.
@@ -440,3 +450,77 @@ class DicomSettings:
     )
     replace_with_worklist: bool = attrs.field(default=False, validator=_is_bool)
     parse_dicom_for_worklist: bool = attrs.field(default=False, validator=_is_bool)
+
+
+# -- devices and monitors (their checks across the whole settings) --------------------------
+
+_AnyDevice = TypeVar("_AnyDevice", Device, WorklistDevice)
+
+
+def to_devices(value: Iterable[Device]) -> tuple[Device, ...]:
+    return tuple(value)
+
+
+def to_worklist_devices(value: Iterable[WorklistDevice]) -> tuple[WorklistDevice, ...]:
+    return tuple(value)
+
+
+def pick_device(
+    devices: tuple[_AnyDevice, ...], name: str | None, what: str, section: str
+) -> _AnyDevice:
+    if name is not None:
+        for device in devices:
+            if device.name == name:
+                return device
+        known = ", ".join(device.name for device in devices) or "none configured"
+        raise ConfigError(f"no {what} named {name!r} ({section}: {known})")
+    defaults = [device for device in devices if device.default]
+    if defaults:
+        return defaults[0]
+    if len(devices) == 1:
+        return devices[0]
+    if not devices:
+        raise ConfigError(f"no {what} is configured (add one to the {section} section)")
+    raise ConfigError(f"no {what} is the default: name one, or mark one with default: true")
+
+
+def to_monitors(value: Iterable[MonitorRule]) -> tuple[MonitorRule, ...]:
+    return tuple(value)
+
+
+def check_monitors(instance: Any, attribute: Any, value: Any) -> None:
+    names: set[str] = set()
+    devices = {device.name for device in instance.devices}
+    for index, monitor in enumerate(value):
+        if not isinstance(monitor, MonitorRule):
+            raise InvalidValueError(f"{attribute.name}[{index}]", monitor, "expected a monitor")
+        if monitor.name in names:
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].name", monitor.name, "another monitor has this name"
+            )
+        names.add(monitor.name)
+        if monitor.device is not None and monitor.device not in devices:
+            known = ", ".join(sorted(devices)) or "none configured"
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].device",
+                monitor.device,
+                f"no device has this name (devices: {known})",
+            )
+
+
+def check_devices(_instance: Any, attribute: Any, value: Any) -> None:
+    names: set[str] = set()
+    defaults = 0
+    for index, device in enumerate(value):
+        if not isinstance(device, Device | WorklistDevice):
+            raise InvalidValueError(f"{attribute.name}[{index}]", device, "expected a device")
+        if device.name in names:
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].name", device.name, "another device has this name"
+            )
+        names.add(device.name)
+        defaults += device.default
+        if defaults > 1:
+            raise InvalidValueError(
+                f"{attribute.name}[{index}].default", True, "only one device can be the default"
+            )

@@ -29,10 +29,10 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import attrs
 import cattrs
@@ -54,9 +54,16 @@ from sendtopacs_core._settings_sections import (
     DicomSettings,
     MainSettings,
     NonDicomSettings,
+    check_devices,
+    check_monitors,
+    pick_device,
+    to_devices,
+    to_monitors,
+    to_worklist_devices,
 )
 from sendtopacs_core.errors import ConfigError, InvalidValueError
 from sendtopacs_core.model import Device, WorklistDevice
+from sendtopacs_core.monitor import MonitorRule
 
 __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
@@ -69,52 +76,6 @@ __all__ = [
     "Settings",
     "make_converter",
 ]
-
-
-def _to_devices(value: Iterable[Device]) -> tuple[Device, ...]:
-    return tuple(value)
-
-
-def _to_worklist_devices(value: Iterable[WorklistDevice]) -> tuple[WorklistDevice, ...]:
-    return tuple(value)
-
-
-_AnyDevice = TypeVar("_AnyDevice", Device, WorklistDevice)
-
-
-def _pick(devices: tuple[_AnyDevice, ...], name: str | None, what: str, section: str) -> _AnyDevice:
-    if name is not None:
-        for device in devices:
-            if device.name == name:
-                return device
-        known = ", ".join(device.name for device in devices) or "none configured"
-        raise ConfigError(f"no {what} named {name!r} ({section}: {known})")
-    defaults = [device for device in devices if device.default]
-    if defaults:
-        return defaults[0]
-    if len(devices) == 1:
-        return devices[0]
-    if not devices:
-        raise ConfigError(f"no {what} is configured (add one to the {section} section)")
-    raise ConfigError(f"no {what} is the default: name one, or mark one with default: true")
-
-
-def _check_devices(_instance: Any, attribute: Any, value: Any) -> None:
-    names: set[str] = set()
-    defaults = 0
-    for index, device in enumerate(value):
-        if not isinstance(device, Device | WorklistDevice):
-            raise InvalidValueError(f"{attribute.name}[{index}]", device, "expected a device")
-        if device.name in names:
-            raise InvalidValueError(
-                f"{attribute.name}[{index}].name", device.name, "another device has this name"
-            )
-        names.add(device.name)
-        defaults += device.default
-        if defaults > 1:
-            raise InvalidValueError(
-                f"{attribute.name}[{index}].default", True, "only one device can be the default"
-            )
 
 
 @attrs.frozen(kw_only=True)
@@ -139,11 +100,14 @@ class Settings:
         factory=DicomSettings, validator=attrs.validators.instance_of(DicomSettings)
     )
     devices: tuple[Device, ...] = attrs.field(
-        default=(), converter=_to_devices, validator=_check_devices
+        default=(), converter=to_devices, validator=check_devices
     )
 
     worklist_devices: tuple[WorklistDevice, ...] = attrs.field(
-        default=(), converter=_to_worklist_devices, validator=_check_devices
+        default=(), converter=to_worklist_devices, validator=check_devices
+    )
+    monitors: tuple[MonitorRule, ...] = attrs.field(
+        default=(), converter=to_monitors, validator=check_monitors
     )
 
     def device(self, name: str | None = None) -> Device:
@@ -154,7 +118,7 @@ class Settings:
         ConfigError
             No device has that name, or no name was given and no device is the default.
         """
-        return _pick(self.devices, name, "device", "devices")
+        return pick_device(self.devices, name, "device", "devices")
 
     def worklist_device(self, name: str | None = None) -> WorklistDevice:
         """The worklist device called ``name``; without a name, the default (or the only one).
@@ -164,7 +128,7 @@ class Settings:
         ConfigError
             No worklist device has that name, or none was named and none is the default.
         """
-        return _pick(self.worklist_devices, name, "worklist device", "worklist_devices")
+        return pick_device(self.worklist_devices, name, "worklist device", "worklist_devices")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Self:

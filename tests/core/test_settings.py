@@ -26,14 +26,17 @@ from pydicom.uid import (
 from sendtopacs_core._vr import CHARSETS
 from sendtopacs_core.errors import ConfigError, InvalidValueError
 from sendtopacs_core.model import (
+    Code,
     ConversionType,
     Device,
     ImageTransferSyntax,
     SopClassRule,
+    Study,
     TagPattern,
     VideoFormat,
     WorklistDevice,
 )
+from sendtopacs_core.monitor import MonitorRule
 from sendtopacs_core.settings import (
     DEFAULT_SOP_CLASS_RULES,
     DESCRIPTIONS,
@@ -483,7 +486,7 @@ def test_wrong_type_names_what_was_expected_and_found() -> None:
     ("data", "line"),
     [
         ({"mian": {}}, "unknown key 'mian' @ $ (did you mean 'main'?)"),
-        ({"monitor": []}, "unknown key 'monitor' @ $"),
+        ({"colour": []}, "unknown key 'colour' @ $"),
         ({"main": {"aetitle": "X"}}, "unknown key 'aetitle' @ $.main (did you mean 'ae_title'?)"),
         (
             {"non_dicom": {"modality": ["OT"]}},
@@ -1005,6 +1008,15 @@ def _example_with_every_key() -> Settings:
         dicom=DicomSettings(update_tags=(TagPattern(tag="Modality", value="OT"),)),
         devices=(Device(name="pacs", ae_title="PACS", host="127.0.0.1", port=104),),
         worklist_devices=(WorklistDevice(name="mwl", ae_title="MWL", host="127.0.0.1", port=1),),
+        monitors=(
+            MonitorRule(
+                name="endo",
+                directory=Path("/srv/endo"),
+                update_tags=(TagPattern(tag="InstitutionName", value="Endo"),),
+                study=Study(procedure_codes=(Code(value="X", scheme="99LOCAL", meaning="X"),)),
+            ),
+            MonitorRule(name="plain", directory=Path("/srv/plain")),  # the empty lists
+        ),
     )
 
 

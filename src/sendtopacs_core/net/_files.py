@@ -12,10 +12,11 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 import attrs
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset, read_preamble
@@ -135,8 +136,12 @@ def read_dicom_file(path: Path) -> DicomFile:
             raise InvalidDicomFileError("the file meta information lacks " + ", ".join(missing))
         transfer_syntax = UID(str(meta.TransferSyntaxUID).strip("\0 "))
         data_offset = _data_offset(stream, meta)
+        if data_offset > size:
+            raise InvalidDicomFileError("truncated: the file ends inside its File Meta Information")
         if pixel_offset < size and not transfer_syntax.is_deflated:
             _check_pixel_data(stream, pixel_offset, size, transfer_syntax)
+        elif not transfer_syntax.is_deflated:
+            _check_complete(header, size)
     return DicomFile(
         path=path,
         size=size,
@@ -147,6 +152,37 @@ def read_dicom_file(path: Path) -> DicomFile:
         data_offset=data_offset,
         pixel_offset=pixel_offset if pixel_offset < size else size,
     )
+
+
+def _check_complete(header: Dataset, size: int) -> None:
+    """A file without Pixel Data: its last values must be whole, and an image must have pixels.
+
+    pydicom reads a file cut inside a value without complaint, with the value short; a file
+    cut at the boundary of an element cannot be told from a complete one, except when it
+    describes an image (Rows, Columns) and has no pixel data.
+    """
+    for tag in list(header.keys()):  # the tags; iterating a Dataset would read every value
+        raw: Any = header.get_item(tag)  # a RawDataElement while nobody has read it
+        if not isinstance(raw, RawDataElement) or raw.length == 0xFFFFFFFF:
+            continue
+        if raw.value is None:  # deferred: not read, only its place is known
+            if raw.value_tell + raw.length > size:
+                raise InvalidDicomFileError(f"truncated: the file ends inside {tag_text(tag)}")
+        elif len(raw.value) < raw.length:
+            raise InvalidDicomFileError(f"truncated: the file ends inside {tag_text(tag)}")
+    if (
+        "Rows" in header
+        and "Columns" in header
+        and not any(
+            keyword in header for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+        )
+    ):
+        raise InvalidDicomFileError("truncated: an image without its Pixel Data")
+
+
+def tag_text(tag: int) -> str:
+    """``(gggg,eeee)``."""
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _data_offset(stream: BinaryIO, meta: Dataset) -> int:
