@@ -64,6 +64,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
         "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
         "main.clean_sent_files_from_list": "Drop successfully sent files from the file list.",
+        "main.listen_port": "Our port for incoming associations such as storage commitment "
+        "reports; null: none.",
         "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "
         "XC...).",
         "non_dicom.default_modality": "Modality used when none is given; one of modalities.",
@@ -139,6 +141,9 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "devices[].timeouts.dimse_s": "Seconds to wait for the answer to a request (C-STORE, "
         "C-ECHO).",
         "devices[].timeouts.network_s": "Seconds of silence before an association is aborted.",
+        "devices[].storage_commitment": "Ask the device for storage commitment after sending; "
+        "a file counts as kept only once committed.",
+        "devices[].commitment_timeout_s": "Seconds to wait for the storage commitment report.",
         "monitors": "Watched folders whose files are sent unattended.",
         "monitors[].name": "Unique name of the monitor (in logs and the journal).",
         "monitors[].directory": "The folder watched, with its sub-folders (absolute path).",

@@ -143,6 +143,13 @@ def _check_temp_dir(_instance: Any, attribute: Any, value: Any) -> None:
         )
 
 
+def _check_optional_port(_instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidValueError(attribute.name, value, "a TCP port is 1 to 65535, or null")
+
+
 def _check_tuple(value: Any, field: str) -> tuple[Any, ...]:
     if not isinstance(value, tuple):
         raise InvalidValueError(field, value, "expected a list")
@@ -322,6 +329,8 @@ class MainSettings:
         Remove each temporary file as soon as it is no longer used.
     clean_sent_files_from_list
         Drop successfully sent files from the file list.
+    listen_port
+        Our port for incoming associations such as storage commitment reports; ``None``: none.
     """
 
     institution_name: str | None = attrs.field(
@@ -337,6 +346,7 @@ class MainSettings:
     clean_temp_on_exit: bool = attrs.field(default=True, validator=_is_bool)
     clean_unused_temp: bool = attrs.field(default=False, validator=_is_bool)
     clean_sent_files_from_list: bool = attrs.field(default=False, validator=_is_bool)
+    listen_port: int | None = attrs.field(default=None, validator=_check_optional_port)
 
 
 @attrs.frozen(kw_only=True)

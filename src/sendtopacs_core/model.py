@@ -514,6 +514,11 @@ class Device:
         DICOM TLS options.
     timeouts
         Network timeouts.
+    storage_commitment
+        Ask the device for Storage Commitment (PS3.4 J) after sending, and treat a file as
+        kept only when the device commits to it (a C-STORE Success alone is no proof).
+    commitment_timeout_s
+        Seconds to wait for the storage commitment report (N-EVENT-REPORT).
     """
 
     name: str = attrs.field(converter=_strip, validator=_check_name)
@@ -530,6 +535,10 @@ class Device:
     parallel_associations: int = attrs.field(default=1, validator=_check_count(1, _MAX_PARALLEL))
     tls: TlsOptions = attrs.field(factory=TlsOptions)
     timeouts: Timeouts = attrs.field(factory=Timeouts)
+    storage_commitment: bool = attrs.field(default=False, validator=_is_bool)
+    commitment_timeout_s: float = attrs.field(
+        default=60.0, converter=_to_float, validator=_check_seconds
+    )
 
 
 class QueryModel(StrEnum):
