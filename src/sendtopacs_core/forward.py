@@ -12,9 +12,11 @@ same policy:
    sent; each outcome is recorded as soon as the PACS answers (so that after ``kill -9`` at
    most the file in flight is sent again).
 3. A success is disposed of (removed, moved to the success folder, or left) only after it is
-   recorded as sent. A failure that may pass (no connection, A7xx, no answer) is retried after
-   the retry timeout, up to the retry count; then, or at once for a permanent failure, the file
-   moves to ``<failed>/YYYY-MM-DD/<relative path>`` with ``<name>_reason.txt`` beside it.
+   recorded as sent, and, when the device asks for storage commitment, only after the PACS's
+   commitment report says it keeps the file (a failed or missing report keeps it). A
+   failure that may pass (no connection, A7xx, no answer) is retried after the retry
+   timeout, up to the retry count; then, or at once for a permanent failure, the file moves to
+   ``<failed>/YYYY-MM-DD/<relative path>`` with ``<name>_reason.txt`` beside it.
 4. A problem with the folder itself (disk full, permission denied) is logged once per cause,
    not per pass, and the work resumes when it clears.
 """
@@ -38,6 +40,7 @@ from sendtopacs_core.model import Device
 from sendtopacs_core.monitor import MonitorRule
 from sendtopacs_core.net._outcome import FileOutcome
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.commitment import failure_reason_meaning, request_commitment
 from sendtopacs_core.net.querier import Querier
 from sendtopacs_core.net.sender import Sender
 from sendtopacs_core.settings import Settings
@@ -45,6 +48,7 @@ from sendtopacs_core.settings import Settings
 __all__ = ["ForwardEvent", "Forwarder"]
 
 _LOGGER = logging.getLogger(__name__)
+_SECONDARY_CAPTURE: Final = "1.2.840.10008.5.1.4.1.1.7"
 
 #: Names never taken: partial downloads, editors' lock files, hidden files.
 IGNORED_NAMES: Final = ("*.part", "*.tmp", "*.crdownload", "*.partial", "~$*", ".*")
@@ -108,6 +112,8 @@ class Forwarder:
             lambda device, s: Sender(device, settings=s, querier=self._querier)
         )
         self._candidates: dict[str, _Candidate] = {}
+        self._awaiting: dict[str, tuple[str, str]] = {}  # sent, waiting for commitment
+        self._next_commit = 0.0
         self._problems: dict[str, str] = {}  # cause -> message logged once
         dicom = settings.dicom
         self._send_settings = attrs.evolve(
@@ -295,6 +301,7 @@ class Forwarder:
                 self._retry_or_fail(
                     entry, "no outcome was reported", permanent=False, events=events
                 )
+        events += self._commit()
         return events
 
     def _record(self, entry: JournalEntry, outcome: FileOutcome) -> list[ForwardEvent]:
@@ -305,7 +312,10 @@ class Forwarder:
                 self.monitor.name, entry.path, uids=uids, now=self._clock()
             )
             events.append(self._event(entry.path, "sent", outcome.message))
-            events += self._dispose(sent)
+            if self._commitment_device() is not None and outcome.sop_instance_uid:
+                self._awaiting[sent.path] = (outcome.sop_class_uid or "", outcome.sop_instance_uid)
+            else:
+                events += self._dispose(sent)
         else:
             permanent = outcome.state is SendState.FAILED
             self._retry_or_fail(entry, outcome.message, permanent=permanent, events=events)
@@ -331,9 +341,92 @@ class Forwarder:
     # -- dispositions ---------------------------------------------------------------------------
 
     def _redo_dispositions(self) -> list[ForwardEvent]:
+        """Recorded successes not yet disposed of (after a crash, or an uncommitted report)."""
         events: list[ForwardEvent] = []
-        for entry in self.journal.entries(self.monitor.name, [FileState.SENT]):
-            events += self._dispose(entry)
+        sent = self.journal.entries(self.monitor.name, [FileState.SENT])
+        if self._commitment_device() is None:
+            for entry in sent:
+                events += self._dispose(entry)
+            return events
+        if not sent or self._clock() < self._next_commit:
+            return events
+        for entry in sent:
+            if entry.path not in self._awaiting and entry.uids:
+                self._awaiting[entry.path] = (self._sop_class_of(entry), entry.uids[0])
+        return self._commit()
+
+    # -- storage commitment ---------------------------------------------------------------------
+
+    def _commitment_device(self) -> Device | None:
+        try:
+            device = self.settings.device(self.monitor.device)
+        except Exception:
+            return None
+        return device if device.storage_commitment else None
+
+    def _sop_class_of(self, entry: JournalEntry) -> str:
+        """The SOP class of a sent file known only from the journal (after a restart)."""
+        from sendtopacs_core.net._files import read_dicom_file  # noqa: PLC0415
+
+        try:
+            return read_dicom_file(self.monitor.directory / entry.path).sop_class_uid
+        except (OSError, ValueError):
+            return _SECONDARY_CAPTURE  # a converted file: what the default rule makes
+
+    def _commit(self) -> list[ForwardEvent]:
+        """Ask the PACS to commit the files sent; dispose of those it keeps (PS3.4 J).
+
+        A file the report says failed moves to the failed folder; a file the report does not
+        name (or no report in time) stays, and is asked about again after the retry timeout.
+        """
+        device = self._commitment_device()
+        if device is None or not self._awaiting:
+            return []
+        port = self.settings.main.listen_port
+        if port is None:
+            self._problem(
+                "commitment",
+                "storage commitment needs main.listen_port (where the PACS sends its report); "
+                "sent files are kept",
+            )
+            self._awaiting.clear()
+            return []
+        awaiting, self._awaiting = self._awaiting, {}
+        local = device.host in ("127.0.0.1", "localhost", "::1")
+        result = request_commitment(
+            device,
+            self.settings.main.ae_title,
+            list(awaiting.values()),
+            listen_address=("127.0.0.1" if local else "0.0.0.0", port),  # noqa: S104
+            timeout_s=device.commitment_timeout_s,
+        )
+        events: list[ForwardEvent] = []
+        kept = 0
+        for path, (_sop_class, uid) in awaiting.items():
+            entry = self.journal.get(self.monitor.name, path)
+            if entry is None or entry.state is not FileState.SENT:
+                continue
+            if uid in result.committed:
+                events.append(self._event(path, "committed", "the PACS keeps it"))
+                events += self._dispose(entry)
+            elif uid in result.failed:
+                code = result.failed[uid]
+                events += self._fail(
+                    entry,
+                    f"C-STORE answered success, but storage commitment failed: 0x{code:04X} "
+                    f"{failure_reason_meaning(code)}",
+                )
+            else:
+                kept += 1
+        if kept:
+            self._next_commit = self._clock() + self.monitor.retry_timeout_s
+            self._problem(
+                "commitment",
+                f"no storage commitment for {kept} sent file(s), which are kept: "
+                f"{result.error or 'the report did not name them'}",
+            )
+        else:
+            self._solved("commitment")
         return events
 
     def _dispose(self, entry: JournalEntry) -> list[ForwardEvent]:

@@ -1,3 +1,4 @@
+# size: the ledger, its SQL and the state machine it enforces belong together
 """A durable per-file ledger for the folder watcher, kept in SQLite.
 
 The :class:`Journal` records every file a monitor discovers and what became of it, so that after
@@ -15,7 +16,7 @@ States and transitions (:class:`FileState`)::
                    | +---------- hold ----^                          v
                    +--------- mark_sent (send --pending) -------->  SENT -- mark_done --> DONE
 
-    mark_failed:                 PENDING, SENDING, HELD --> FAILED
+    mark_failed:           PENDING, SENDING, HELD, SENT --> FAILED  (SENT: commitment refused)
     seen (size or mtime changed):          DONE, FAILED --> PENDING  (a new file, same name)
     forget:                                   any state --> no entry
 
@@ -23,14 +24,12 @@ States and transitions (:class:`FileState`)::
 stays SENT: its disposition (remove or move) is done again. Any other transition raises
 :class:`ValueError`, and a file the journal does not know raises :class:`KeyError`.
 
-Durability: the database runs in write-ahead-log mode with ``synchronous=NORMAL``, and every
-change is one transaction committed before the method returns. A committed change survives
-the process being killed at any instant (``kill -9``); after a power cut the last changes may
-be lost, which can only make a file be sent again, never lost or deleted early: a source is
-removed only after the PACS answered success, whatever the journal says. (``FULL`` would add
-an fsync to every change and halve the rate of files a watcher takes.) One connection, guarded by a
-lock, serves one writer thread and any number of reader threads; other processes may open the
-same file and read (WAL readers never block the writer).
+Durability: write-ahead log with ``synchronous=NORMAL``; every change is one transaction
+committed before the method returns, so it survives ``kill -9`` at any instant. A power cut may
+lose the last changes, which only makes a file be sent again: a source is removed only after
+the PACS answered success. (``FULL`` fsyncs every change: half the watcher's rate.) One
+connection, guarded by a lock, serves one writer thread and any number of reader threads;
+other processes may open the same file and read (WAL readers never block the writer).
 """
 
 from __future__ import annotations
@@ -344,15 +343,18 @@ class Journal:
         )  # fmt: skip
 
     def mark_failed(self, monitor: str, path: str, *, error: str, now: float) -> JournalEntry:
-        """Record that the file is given up: PENDING, SENDING or HELD -> FAILED.
+        """Record that the file is given up: PENDING, SENDING, HELD or SENT -> FAILED.
+
+        SENT -> FAILED: the PACS accepted the file but its storage commitment says it does
+        not keep it.
 
         Raises
         ------
         KeyError, ValueError
-            The file is unknown; it is SENT, DONE or FAILED.
+            The file is unknown; it is DONE or FAILED.
         """
         return self._transition(
-            monitor, path, "mark as failed", _HOLDABLE, now=now,
+            monitor, path, "mark as failed", _HOLDABLE | {FileState.SENT}, now=now,
             state=FileState.FAILED, last_error=error,
         )  # fmt: skip
 

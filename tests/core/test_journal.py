@@ -155,7 +155,7 @@ TRANSITIONS: Final = {
     "begin_attempt": ({P_}, SENDING),
     "retry_later": ({P_, SENDING}, P_),
     "mark_sent": ({P_, SENDING}, SENT),
-    "mark_failed": ({P_, SENDING, HELD}, FAILED),
+    "mark_failed": ({P_, SENDING, HELD, SENT}, FAILED),
     "mark_done": ({SENT}, DONE),
     "hold": ({P_, SENDING, HELD}, HELD),
     "release": ({HELD}, P_),
