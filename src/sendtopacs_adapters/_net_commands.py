@@ -156,6 +156,17 @@ def _send_settings(context: Context) -> Settings:
 def cmd_send(context: Context) -> int:
     """Send files and folders: 0 all sent, 1 some failed, 3 the PACS could not be reached."""
     args = context.args
+    if args.pending:
+        if args.files:
+            raise UsageError("--pending sends the monitors' held files; name no files with it")
+        from sendtopacs_adapters.watch import cmd_watch  # noqa: PLC0415 (watchdog loads slowly)
+
+        args.send_pending, args.list, args.once = True, False, False
+        return cmd_watch(context)
+    if not args.files:
+        raise UsageError("name the files or folders to send (or --pending)")
+    if args.journal is not None:
+        raise UsageError("--journal goes with --pending")
     settings = _send_settings(context)
     device = _device(settings, args, args.to)
     changes: dict[str, Any] = {}

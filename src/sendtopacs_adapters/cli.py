@@ -214,7 +214,15 @@ def _add_network_commands(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     global_options(send, suppress=True)
-    send.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR", help="files, folders")
+    send.add_argument("files", nargs="*", type=Path, metavar="FILE|DIR", help="files, folders")
+    send.add_argument(
+        "--pending",
+        action="store_true",
+        help="send the files the monitors hold (auto_forward off), as watch --send-pending",
+    )
+    send.add_argument(
+        "--journal", type=Path, metavar="FILE", help="with --pending: the watcher's journal"
+    )
     send.add_argument("--to", metavar="NAME", help="a device of the settings (default: default)")
     add_connection_options(send)
     send.add_argument(

@@ -203,7 +203,14 @@ def test_list_shows_held_files_and_send_pending_sends_them(
     as_json = json.loads(watch.run("--list", "--json").stdout)
     assert sorted(item["path"] for item in as_json["pending"]) == ["a.dcm", "b.dcm"]
     assert {item["state"] for item in as_json["pending"]} == {"held"}
-    sent = watch.run("--send-pending")
+    argv = watch.argv()
+    send_pending = [
+        *argv[: argv.index("watch")],
+        "send",
+        "--pending",
+        *argv[argv.index("watch") + 1 :],
+    ]
+    sent = subprocess.run(send_pending, capture_output=True, text=True, timeout=60, check=False)
     assert sent.returncode == 0, sent.stderr
     assert _received(storage_scp) == uids
     assert list(watch.folder.iterdir()) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -119,9 +120,11 @@ def read_dicom_file(path: Path) -> DicomFile:
     """
     size = path.stat().st_size
     with path.open("rb") as stream:
+        _refuse_deflate_bomb(stream, size)
         try:
             header = dcmread(stream, stop_before_pixels=True, defer_size="64 KB")
-        except (InvalidDicomError, ValueError, EOFError, struct.error) as exc:
+        # UserWarning: pydicom warns of a damaged file, raised where warnings are errors.
+        except (InvalidDicomError, ValueError, EOFError, struct.error, UserWarning) as exc:
             raise InvalidDicomFileError(f"cannot read the DICOM header: {exc}") from exc
         pixel_offset = stream.tell()
         meta = header.file_meta
@@ -152,6 +155,59 @@ def read_dicom_file(path: Path) -> DicomFile:
         data_offset=data_offset,
         pixel_offset=pixel_offset if pixel_offset < size else size,
     )
+
+
+#: A deflated data set may inflate to at most this many times its size (plus a margin):
+#: pydicom inflates it whole in memory, and a 306 KB file can claim 300 MiB (a "bomb").
+_MAX_INFLATION: Final = 20
+_INFLATION_MARGIN: Final = 64 << 20
+
+
+def _refuse_deflate_bomb(stream: BinaryIO, size: int) -> None:
+    """Inflate a Deflated Explicit VR Little Endian data set in pieces, up to a limit.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        It inflates beyond the limit, or is not valid deflate data.
+    """
+    try:
+        meta = read_file_meta_info_from(stream)
+    except (InvalidDicomError, ValueError, EOFError, struct.error):
+        stream.seek(0)
+        return  # dcmread reports it
+    deflated = str(meta.get("TransferSyntaxUID", "")).strip("\0 ") == "1.2.840.10008.1.2.1.99"
+    try:
+        if not deflated:
+            return
+        limit = size * _MAX_INFLATION + _INFLATION_MARGIN
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        while chunk := stream.read(1 << 16):
+            try:
+                total += len(inflater.decompress(chunk, 1 << 20))
+                while inflater.unconsumed_tail:
+                    total += len(inflater.decompress(inflater.unconsumed_tail, 1 << 20))
+                    if total > limit:
+                        break
+            except zlib.error as exc:
+                raise InvalidDicomFileError(f"the deflated data set is damaged: {exc}") from exc
+            if total > limit:
+                raise InvalidDicomFileError(
+                    f"refused: the deflated data set inflates to more than {limit} bytes "
+                    f"from {size} (a decompression bomb?)"
+                )
+    finally:
+        stream.seek(0)
+
+
+def read_file_meta_info_from(stream: BinaryIO) -> Dataset:
+    """The File Meta Information of an open DICOM file; the stream is left after it."""
+    read_preamble(stream, False)
+    meta: Dataset = read_dataset(
+        stream, False, True, stop_when=lambda tag, _vr, _length: tag.group != 2
+    )
+    return meta
 
 
 def _check_complete(header: Dataset, size: int) -> None:
