@@ -439,7 +439,12 @@ class Forwarder:
             elif self.monitor.success_dir is not None and source.exists():
                 target = _free_name(self.monitor.success_dir / entry.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(source, target)
+                try:
+                    shutil.move(source, target)
+                except OSError:
+                    if source.exists():
+                        target.unlink(missing_ok=True)  # no half copy beside the source
+                    raise
                 _prune(source.parent, self.monitor.directory)
         except OSError as exc:
             self._problem(
@@ -459,11 +464,11 @@ class Forwarder:
         day = dt.datetime.fromtimestamp(now).astimezone().strftime("%Y-%m-%d")
         try:
             if source.exists():
-                target = _free_name(self.monitor.failed_folder / day / entry.path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                reason = target.with_name(target.name + "_reason.txt")
-                reason.write_text(_reason_text(entry, error, now), encoding="utf-8")
-                shutil.move(source, target)
+                _move_with_reason(
+                    source,
+                    _free_name(self.monitor.failed_folder / day / entry.path),
+                    _reason_text(entry, error, now),
+                )
                 _prune(source.parent, self.monitor.directory)
         except OSError as exc:
             self._problem(
@@ -471,13 +476,14 @@ class Forwarder:
                 f"cannot move failed files to {self.monitor.failed_folder} "
                 f"({exc.strerror or exc}); they stay and are retried",
             )
-            self.journal.retry_later(
-                self.monitor.name,
-                entry.path,
-                error=error,
-                next_attempt=now + self.monitor.retry_timeout_s,
-                now=now,
-            )
+            if entry.state is not FileState.SENT:  # a SENT file is asked about again
+                self.journal.retry_later(
+                    self.monitor.name,
+                    entry.path,
+                    error=error,
+                    next_attempt=now + self.monitor.retry_timeout_s,
+                    now=now,
+                )
             return []
         self._solved("fail")
         self.journal.mark_failed(self.monitor.name, entry.path, error=error, now=now)
@@ -502,6 +508,27 @@ class Forwarder:
     def _solved(self, cause: str) -> None:
         if self._problems.pop(cause, None) is not None:
             _LOGGER.info("%s: solved: %s", self.monitor.name, cause)
+
+
+def _move_with_reason(source: Path, target: Path, reason: str) -> None:
+    """Move ``source`` to ``target`` with ``<name>_reason.txt`` beside it, or leave nothing.
+
+    The reason is written under a temporary name first; a failure (a full disk) removes the
+    temporary and any partial copy of the file, so that no empty reason file or half file is
+    left and the source stays where it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    final = target.with_name(target.name + "_reason.txt")
+    partial = target.with_name(f".{final.name}.part")
+    try:
+        partial.write_text(reason, encoding="utf-8")
+        shutil.move(source, target)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        if source.exists():
+            target.unlink(missing_ok=True)  # a partial copy to another file system
+        raise
+    os.replace(partial, final)
 
 
 def _free_name(target: Path) -> Path:
