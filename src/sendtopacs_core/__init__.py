@@ -55,7 +55,9 @@ from sendtopacs_core.net.querier import (
     WorklistQuery,
 )
 from sendtopacs_core.net.sender import Sender
+from sendtopacs_core.passwords import hash_password, password_problems, verify_password
 from sendtopacs_core.settings import (
+    ApiSettings,
     DicomSettings,
     MainSettings,
     NonDicomSettings,
@@ -67,6 +69,7 @@ from sendtopacs_core.settings import (
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
+    "ApiSettings",
     "AssociationFailedError",
     "Code",
     "ConfigError",
@@ -119,7 +122,10 @@ __all__ = [
     "WorklistMatchError",
     "WorklistQuery",
     "__version__",
+    "hash_password",
     "log_dicom_identifiers",
     "make_sample_files",
     "match_file_names",
+    "password_problems",
+    "verify_password",
 ]

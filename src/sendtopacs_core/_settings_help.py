@@ -169,6 +169,17 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
             f"monitors[].study.{key}": f"Non-DICOM files without a worklist item: {text}."
             for key, text in _STUDY_KEYS.items()
         },
+        "api.bind": "Address the HTTP service listens on; not loopback needs HTTPS.",
+        "api.port": "TCP port of the HTTP service.",
+        "api.username": "The API user; null until config set-api-password.",
+        "api.password_hash": "The API password as a salted scrypt hash (set it with config "
+        "set-api-password).",
+        "api.allowlist": "Client IPs or CIDR ranges allowed (the peer address).",
+        "api.max_upload_mb": "Largest request body accepted, in MB.",
+        "api.tls_cert_file": "PEM certificate for HTTPS; null: plain HTTP (loopback only).",
+        "api.tls_key_file": "PEM key of that certificate.",
+        "api.allow_insecure_bind": "Allow a non-loopback bind without HTTPS (unsafe).",
+        "api.auth_failures_per_minute": "Failed logins per client per minute before 429.",
         "worklist_devices": "Modality Worklist and Query/Retrieve servers searched for patients.",
         "worklist_devices[].name": "Unique name of the worklist device; what --worklist NAME "
         "refers to.",

@@ -47,6 +47,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 from cattrs.preconf.json import make_converter as _make_json_converter
 
+from sendtopacs_core._settings_api import ApiSettings
 from sendtopacs_core._settings_help import DESCRIPTIONS, SettingExplanation, explain_rows
 from sendtopacs_core._settings_sections import (
     DEFAULT_SOP_CLASS_RULES,
@@ -69,6 +70,7 @@ __all__ = [
     "DEFAULT_SOP_CLASS_RULES",
     "DESCRIPTIONS",
     "VIDEO_EXTENSIONS",
+    "ApiSettings",
     "DicomSettings",
     "MainSettings",
     "NonDicomSettings",
@@ -108,6 +110,9 @@ class Settings:
     )
     monitors: tuple[MonitorRule, ...] = attrs.field(
         default=(), converter=to_monitors, validator=check_monitors
+    )
+    api: ApiSettings = attrs.field(
+        factory=ApiSettings, validator=attrs.validators.instance_of(ApiSettings)
     )
 
     def device(self, name: str | None = None) -> Device:

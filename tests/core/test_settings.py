@@ -841,7 +841,7 @@ def test_type_errors_unknown_keys_and_invalid_values_are_reported_together() -> 
                 "sop_class_rules": [STAR, rule("PDF", ("pdf",), default=True)],
             },
             "dicom": {"update_tags": [{"tag": "Nope", "value": "{"}, {"tag": 5, "value": "x"}]},
-            "api": {},
+            "apis": {},
         }
     )
     assert sorted(lines_of(error)) == sorted(
@@ -858,7 +858,7 @@ def test_type_errors_unknown_keys_and_invalid_values_are_reported_together() -> 
             "Modality) or tag number (e.g. 0008,0060)",
             "invalid value '{' @ $.dicom.update_tags[0].value: a '{' without its '}'",
             "expected str @ $.dicom.update_tags[1].tag (found 5)",
-            "unknown key 'api' @ $",
+            "unknown key 'apis' @ $ (did you mean 'api'?)",
         ]
     )
     assert error.message.startswith("9 problems:\n")
