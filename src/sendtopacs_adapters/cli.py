@@ -29,12 +29,8 @@ from sendtopacs_adapters._common import (
     study_from,
     study_options,
 )
-from sendtopacs_adapters._net_commands import (
-    add_connection_options,
-    cmd_demo,
-    cmd_echo,
-    cmd_send,
-)
+from sendtopacs_adapters._config_commands import add_config_command
+from sendtopacs_adapters._net_commands import add_connection_options, cmd_demo, cmd_echo, cmd_send
 from sendtopacs_adapters._query_commands import (
     add_query_keys,
     add_worklist_choice,
@@ -42,6 +38,7 @@ from sendtopacs_adapters._query_commands import (
     cmd_worklist,
     study_from_worklist,
 )
+from sendtopacs_adapters._serve_command import add_serve_command
 from sendtopacs_adapters.watch import cmd_watch
 from sendtopacs_core import (
     ConfigError,
@@ -101,12 +98,6 @@ examples:
   sendtopacs watch --list           the files waiting (auto_forward off, or retrying)
   sendtopacs watch --send-pending   send the files held because auto_forward is off
 """
-_EPILOG_CONFIG: Final = """\
-examples:
-  sendtopacs config init            write a settings.json with every key and its default
-  sendtopacs config show            every key, its value and what it does
-  sendtopacs --settings s.json config check
-"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,27 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_commands(commands)
     _add_search_commands(commands)
     _add_watch_command(commands)
+    add_serve_command(commands)
 
-    config = commands.add_parser(
-        "config",
-        help="create, show or check the settings file",
-        description="Create, show or check settings.json.",
-        epilog=_EPILOG_CONFIG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    global_options(config, suppress=True)
-    config.set_defaults(help_parser=config)
-    actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    init = actions.add_parser("init", help="write a settings file with every default")
-    global_options(init, suppress=True)
-    init.add_argument("--force", action="store_true", help="overwrite an existing file")
-    init.set_defaults(handler=_cmd_config_init)
-    show = actions.add_parser("show", help="every key, its value and what it does")
-    global_options(show, suppress=True)
-    show.set_defaults(handler=_cmd_config_show)
-    check = actions.add_parser("check", help="check the settings file")
-    global_options(check, suppress=True)
-    check.set_defaults(handler=_cmd_config_check)
+    add_config_command(commands)
     return parser
 
 
@@ -546,53 +519,6 @@ def _print_report(context: Context, report: ConversionReport, sources: Sequence[
         f"{len(report.files)} DICOM file(s) written from {len(sources) - len(report.failures)} "
         f"of {len(sources)} input(s); study {report.study_instance_uid}\n"
     )
-
-
-# -- config ---------------------------------------------------------------------------------
-
-
-def _cmd_config_init(context: Context) -> int:
-    path = context.settings_path
-    if path.exists() and not context.args.force:
-        raise UsageError(f"{path} exists already; use --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Settings().dump(path)
-    if context.args.json:
-        context.emit_json({"ok": True, "path": str(path)})
-    else:
-        context.out.write(f"wrote {path}\n")
-    return EXIT_OK
-
-
-def _cmd_config_show(context: Context) -> int:
-    settings = context.load_settings()
-    rows = settings.explain()
-    if context.args.json:
-        context.emit_json(
-            {
-                "path": str(context.settings_path),
-                "exists": context.settings_path.exists(),
-                "settings": settings.to_dict(),
-                "keys": [{"key": k, "value": v, "description": d} for k, v, d in rows],
-            }
-        )
-        return EXIT_OK
-    origin = "" if context.settings_path.exists() else " (missing: defaults)"
-    context.out.write(f"# {context.settings_path}{origin}\n")
-    for key, value, description in rows:
-        context.out.write(f"{key} = {value}\n    {description}\n")
-    return EXIT_OK
-
-
-def _cmd_config_check(context: Context) -> int:
-    path = context.settings_path
-    context.load_settings()
-    state = "valid" if path.exists() else "missing (defaults apply)"
-    if context.args.json:
-        context.emit_json({"ok": True, "path": str(path), "exists": path.exists()})
-    else:
-        context.out.write(f"{path}: {state}\n")
-    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -660,7 +660,7 @@ class JournalMachine(RuleBasedStateMachine):
     def mark_failed(self, key: tuple[str, str]) -> None:
         self.attempt(
             key,
-            {P_, SENDING, HELD},
+            {P_, SENDING, HELD, SENT},
             lambda: self.journal.mark_failed(*key, error="C000", now=self.tick()),
             state="failed",
         )
