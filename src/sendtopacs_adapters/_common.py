@@ -10,7 +10,7 @@ from typing import Any, Final, NoReturn, TextIO
 import attrs
 import platformdirs
 
-from sendtopacs_core import Settings, Study
+from sendtopacs_core import Settings, Study, Timeouts, TlsOptions
 
 __all__ = [
     "EXIT_NETWORK",
@@ -20,6 +20,7 @@ __all__ = [
     "Context",
     "Parser",
     "UsageError",
+    "connection",
     "default_settings_path",
     "global_options",
     "study_from",
@@ -134,3 +135,40 @@ def study_from(args: argparse.Namespace) -> Study:
         return Study(**values)
     except ValueError as exc:
         raise UsageError(f"invalid study option: {exc}") from exc
+
+
+def connection(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The fields of a device given with ``--host/--port/--called-aet`` and the TLS options;
+    ``None`` when no host or port is given.
+
+    Raises
+    ------
+    UsageError
+        Only one of ``--host`` and ``--port``, or an invalid value.
+    """
+    if not (getattr(args, "host", None) or getattr(args, "port", None)):
+        return None
+    if not (args.host and args.port):
+        raise UsageError("--host and --port go together")
+    try:
+        timeouts = Timeouts()
+        if args.timeout is not None:
+            timeouts = Timeouts(
+                connect_s=args.timeout,
+                acse_s=args.timeout,
+                dimse_s=args.timeout,
+                network_s=args.timeout,
+            )
+        tls = TlsOptions(
+            enabled=args.tls, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file
+        )
+    except ValueError as exc:
+        raise UsageError(f"invalid connection option: {exc}") from exc
+    return {
+        "name": "command line",
+        "ae_title": args.called_aet or "ANY-SCP",
+        "host": args.host,
+        "port": args.port,
+        "tls": tls,
+        "timeouts": timeouts,
+    }

@@ -23,6 +23,7 @@ from sendtopacs_adapters._common import (
     EXIT_PARTIAL,
     Context,
     UsageError,
+    connection,
     study_from,
 )
 from sendtopacs_adapters._query_commands import study_from_worklist
@@ -38,8 +39,6 @@ from sendtopacs_core import (
     SendReport,
     Settings,
     Study,
-    Timeouts,
-    TlsOptions,
     WorklistDevice,
     WorklistItem,
     WorklistQuery,
@@ -75,33 +74,12 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _device(settings: Settings, args: argparse.Namespace, name: str | None) -> Device:
-    if args.host or args.port:
+    fields = connection(args)
+    if fields is not None:
         if name:
             raise UsageError("name a device or give --host and --port, not both")
-        if not (args.host and args.port):
-            raise UsageError("--host and --port go together")
         try:
-            timeouts = Timeouts()
-            if args.timeout is not None:
-                timeouts = Timeouts(
-                    connect_s=args.timeout,
-                    acse_s=args.timeout,
-                    dimse_s=args.timeout,
-                    network_s=args.timeout,
-                )
-            return Device(
-                name="command line",
-                ae_title=args.called_aet or "ANY-SCP",
-                host=args.host,
-                port=args.port,
-                tls=TlsOptions(
-                    enabled=args.tls,
-                    ca_file=args.ca_file,
-                    cert_file=args.cert_file,
-                    key_file=args.key_file,
-                ),
-                timeouts=timeouts,
-            )
+            return Device(**fields)
         except ValueError as exc:
             raise UsageError(f"invalid connection option: {exc}") from exc
     try:

@@ -18,6 +18,7 @@ from sendtopacs_adapters._common import (
     EXIT_OK,
     Context,
     UsageError,
+    connection,
 )
 from sendtopacs_core import (
     ConfigError,
@@ -30,8 +31,6 @@ from sendtopacs_core import (
     Settings,
     Study,
     StudyQuery,
-    Timeouts,
-    TlsOptions,
     WorklistDevice,
     WorklistItem,
     WorklistQuery,
@@ -107,31 +106,10 @@ def add_worklist_choice(parser: argparse.ArgumentParser) -> None:
 def _worklist_device(
     settings: Settings, args: argparse.Namespace, name: str | None
 ) -> WorklistDevice:
-    if getattr(args, "host", None) or getattr(args, "port", None):
-        if not (args.host and args.port):
-            raise UsageError("--host and --port go together")
+    fields = connection(args)
+    if fields is not None:
         try:
-            timeouts = Timeouts()
-            if args.timeout is not None:
-                timeouts = Timeouts(
-                    connect_s=args.timeout,
-                    acse_s=args.timeout,
-                    dimse_s=args.timeout,
-                    network_s=args.timeout,
-                )
-            return WorklistDevice(
-                name="command line",
-                ae_title=args.called_aet or "ANY-SCP",
-                host=args.host,
-                port=args.port,
-                tls=TlsOptions(
-                    enabled=args.tls,
-                    ca_file=args.ca_file,
-                    cert_file=args.cert_file,
-                    key_file=args.key_file,
-                ),
-                timeouts=timeouts,
-            )
+            return WorklistDevice(**fields)
         except ValueError as exc:
             raise UsageError(f"invalid connection option: {exc}") from exc
     try:
