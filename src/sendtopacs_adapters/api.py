@@ -29,10 +29,12 @@ from __future__ import annotations
 import base64
 import logging
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, Final
 
 import attrs
@@ -46,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from sendtopacs_adapters._api_jobs import Jobs, JobsFullError
+from sendtopacs_adapters._api_query import query_key
 from sendtopacs_adapters._api_security import SecurityMiddleware
 from sendtopacs_adapters._api_uploads import (
     Upload,
@@ -123,24 +126,32 @@ class SendForm(StudyFields):
     decompress: bool = False
 
 
+_LO: Final = query_key("LO")
+_SH: Final = query_key("SH")
+_PN: Final = query_key("PN")
+_CS: Final = query_key("CS")
+_UI: Final = query_key("UI")
+_DA: Final = query_key("DA")
+
+
 class WorklistParams(_Strict):
-    patient_id: str | None = None
-    patient_name: str | None = None
-    accession_number: str | None = None
-    modality: str | None = None
+    patient_id: Annotated[str | None, _LO] = None
+    patient_name: Annotated[str | None, _PN] = None
+    accession_number: Annotated[str | None, _SH] = None
+    modality: Annotated[str | None, _CS] = None
     date: str | None = Field(default=None, description="YYYYMMDD or a range; '' for any")
     limit: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class FindParams(_Strict):
-    patient_id: str | None = None
-    patient_name: str | None = None
-    patient_birth_date: str | None = None
-    accession_number: str | None = None
-    study_instance_uid: str | None = None
+    patient_id: Annotated[str | None, _LO] = None
+    patient_name: Annotated[str | None, _PN] = None
+    patient_birth_date: Annotated[str | None, _DA] = None
+    accession_number: Annotated[str | None, _SH] = None
+    study_instance_uid: Annotated[str | None, _UI] = None
     study_date: str | None = None
-    study_description: str | None = None
-    modalities_in_study: str | None = None
+    study_description: Annotated[str | None, _LO] = None
+    modalities_in_study: Annotated[str | None, _CS] = None
     model: QueryModel | None = None
     level: QueryLevel | None = None
     limit: int | None = Field(default=None, ge=1, le=10_000)
@@ -435,6 +446,9 @@ def create_app(
 
 _BARE: Final = [Depends(_bare)]
 _NO_QUERY: Final = [Depends(_no_query)]
+#: Upload forms: described in the OpenAPI schema as ``multipart/form-data`` (a plain ``Form()``
+#: model would be documented as url-encoded, which cannot carry files).
+_MULTIPART: Final = Form(media_type="multipart/form-data")
 
 
 def _add_query_routes(router: APIRouter, source: _SettingsSource) -> None:
@@ -483,7 +497,7 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
     """convert, send, jobs."""
 
     @router.post("/convert", dependencies=_NO_QUERY)
-    async def convert(form: Annotated[ConvertForm, Form()]) -> JSONResponse:
+    async def convert(form: Annotated[ConvertForm, _MULTIPART]) -> JSONResponse:
         """Convert uploaded files; the DICOM files come back base64-encoded in ``data``."""
         current = source.get()
         with workspace(current) as folder:
@@ -492,7 +506,7 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
         return JSONResponse(document, status_code=200 if document["files"] else 422)
 
     @router.post("/send/{device}", dependencies=_NO_QUERY)
-    async def send(device: str, form: Annotated[SendForm, Form()]) -> JSONResponse:
+    async def send(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files to a device of the settings; one outcome per file."""
         current = source.get()
         target = _device(current, device)
@@ -502,7 +516,7 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
         return JSONResponse(document, status_code=502 if document["unreachable"] else 200)
 
     @router.post("/jobs/send/{device}", dependencies=_NO_QUERY, status_code=202)
-    async def send_job(device: str, form: Annotated[SendForm, Form()]) -> JSONResponse:
+    async def send_job(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files in the background; poll ``GET /jobs/{id}``."""
         current = source.get()
         target = _device(current, device)
@@ -529,6 +543,20 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
         return job.document()
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM is a clean stop (exit status 0).
+
+    uvicorn raises a caught signal again once it has shut down, so that the process dies of
+    it (status -15); a service manager stopping us is not a failure.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM:
+            self.should_exit = True
+            return
+        super().handle_exit(sig, frame)
+
+
 def run_server(
     app: ASGIApp,
     *,
@@ -537,7 +565,7 @@ def run_server(
     ssl_certfile: Path | None = None,
     ssl_keyfile: Path | None = None,
 ) -> None:
-    """Serve ``app`` with uvicorn until SIGINT or SIGTERM (uvicorn handles both)."""
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM (after SIGTERM, return normally)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -552,4 +580,4 @@ def run_server(
         timeout_keep_alive=5,
         limit_concurrency=64,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()

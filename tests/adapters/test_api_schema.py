@@ -1,0 +1,113 @@
+"""The HTTP API against its own OpenAPI schema: generated requests never get a 500.
+
+schemathesis loads ``/openapi.json`` from the app (in process, authenticated) and sends
+generated requests (valid and invalid) to every operation. Devices point at free ports with
+nothing listening and a short connection timeout, so that echo and send fail with a
+deliberate 502 (an upstream error), and 503 is the jobs queue being full: only a 500, an
+unhandled error, fails a case. The app is wrapped so that the peer address is
+``127.0.0.1`` (schemathesis' ASGI client says ``testclient``, which the allowlist refuses).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Final
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import sendtopacs_core as stp
+from sendtopacs_adapters import api
+from tests._netpeers import free_port
+
+PASSWORD: Final = "s3#Hm!vQ8@zLr1"  # noqa: S105 (the test password)
+USER: Final = "admin"
+BASE_URL: Final = "http://127.0.0.1:8043"
+AUTH: Final = {
+    "Authorization": "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode("ascii")
+}
+#: Everything but 500: 502 (device unreachable) and 503 (jobs queue full) are deliberate.
+ACCEPTED_STATUSES: Final = ["2xx", "3xx", "4xx", *(str(code) for code in range(501, 600))]
+MAX_EXAMPLES: Final = 25
+
+_FAST: Final = stp.Timeouts(connect_s=0.5, acse_s=1, dimse_s=1, network_s=1)
+
+
+def _settings() -> stp.Settings:
+    api_settings = stp.ApiSettings(
+        username=USER,
+        password_hash=stp.hash_password(PASSWORD),
+        auth_failures_per_minute=1_000_000,  # invalid headers are generated too
+    )
+    return stp.Settings(
+        main=stp.Settings().main,
+        devices=(
+            stp.Device(
+                name="pacs", ae_title="PACS", host="127.0.0.1", port=free_port(), timeouts=_FAST
+            ),
+        ),
+        worklist_devices=(
+            stp.WorklistDevice(
+                name="mwl", ae_title="MWL", host="127.0.0.1", port=free_port(), timeouts=_FAST
+            ),
+        ),
+        api=api_settings,
+    )
+
+
+class FromLoopback:
+    """The app, seen from ``127.0.0.1`` (an address of the default allowlist)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            scope = {**scope, "client": ("127.0.0.1", 50000)}
+        await self.app(scope, receive, send)
+
+
+CONFIG: Final = schemathesis.Config.from_dict(
+    {
+        "base-url": BASE_URL,
+        "headers": AUTH,
+        "seed": 20240601,
+        "generation": {"max-examples": MAX_EXAMPLES, "mode": "all"},
+        # Known device names half of the time, so that the routes get past the 404.
+        "dictionaries": {
+            "devices": {"values": ["pacs"]},
+            "worklists": {"values": ["mwl"]},
+        },
+        "operations": [
+            {
+                "include-path-regex": "/(echo|send|jobs/send)/",
+                "parameters": {"path.device": {"dictionary": "devices", "probability": 0.5}},
+            },
+            {
+                "include-path-regex": "/(worklist|find)/",
+                "parameters": {"path.device": {"dictionary": "worklists", "probability": 0.5}},
+            },
+        ],
+        "checks": {"not_a_server_error": {"expected-statuses": ACCEPTED_STATUSES}},
+    }
+)
+
+APP: Final = FromLoopback(api.create_app(_settings()))
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", APP, config=CONFIG, headers={**AUTH, "Host": "127.0.0.1:8043"}
+)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_no_server_error(case: Any) -> None:
+    case.call_and_validate(
+        base_url=BASE_URL,
+        headers=AUTH,
+        checks=[schemathesis.checks.not_a_server_error],
+    )
