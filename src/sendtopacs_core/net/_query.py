@@ -14,19 +14,21 @@ import re
 from collections.abc import Iterator
 from typing import Any, Final
 
+from pydicom import config as pydicom_config
 from pydicom.charset import convert_encodings, decode_bytes, encode_string
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
+from pydicom.valuerep import TEXT_VR_DELIMS, PersonName, validate_value
 
 from sendtopacs_core.errors import InvalidValueError
 
 __all__ = [
     "WORKLIST_PATIENT_KEYS",
     "WORKLIST_STEP_KEYS",
+    "check_key",
     "date_key",
     "decode_identifier",
     "query_charset",
@@ -107,6 +109,35 @@ def date_key(value: str | None, today: dt.date) -> str:
     if start and end and end < start:
         raise InvalidValueError("date", value, "the range ends before it starts")
     return text
+
+
+_WILDCARD_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+
+
+def check_key(keyword: str, value: str | None) -> None:
+    """Check a search key against its VR before it goes into a query (wildcards allowed where
+    PS3.4 C.2.2.2.4 allows them, lists with ``\\``, date and time ranges).
+
+    pydicom would only warn about an invalid value, and its (logged) warning repeats the
+    value, which may be patient data; the server would get an invalid query.
+
+    Raises
+    ------
+    InvalidValueError
+        The value is not valid for the key's VR.
+    """
+    if not value:
+        return
+    vr = str(dictionary_VR(keyword))
+    parts = value.split("\\")
+    if vr in ("DA", "TM", "DT"):
+        parts = [part for item in parts for part in item.split("-", 1) if part]
+    for part in parts:
+        candidate = part.replace("*", "A").replace("?", "A") if vr in _WILDCARD_VRS else part
+        try:
+            validate_value(vr, candidate, pydicom_config.RAISE)
+        except ValueError:
+            raise InvalidValueError(keyword, value, f"not a valid DICOM {vr} value") from None
 
 
 def query_charset(identifier: Dataset, configured: str | None) -> None:

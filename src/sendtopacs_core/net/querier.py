@@ -31,6 +31,7 @@ from sendtopacs_core.net._association import Context, open_association
 from sendtopacs_core.net._query import (
     WORKLIST_PATIENT_KEYS,
     WORKLIST_STEP_KEYS,
+    check_key,
     date_key,
     decode_identifier,
     query_charset,
@@ -292,6 +293,8 @@ class Querier:
             "RequestedProcedureID": query.requested_procedure_id,
             "StudyInstanceUID": query.study_instance_uid,
         }
+        for keyword, value in values.items():
+            check_key(keyword, value)
         for keyword in WORKLIST_PATIENT_KEYS:
             setattr(identifier, keyword, values.get(keyword) or "")
         date = query.date if query.date is not None else ("today" if device.use_today else None)
@@ -300,6 +303,8 @@ class Querier:
             "ScheduledStationAETitle": query.scheduled_ae_title or device.scheduled_ae_title,
             "ScheduledProcedureStepStartDate": date_key(date, self._today()),
         }
+        for keyword in ("Modality", "ScheduledStationAETitle"):
+            check_key(keyword, step_values[keyword])
         step = Dataset()
         for keyword in WORKLIST_STEP_KEYS:
             setattr(step, keyword, step_values.get(keyword) or "")
@@ -406,6 +411,7 @@ def _qr_identifier(
         "PatientSex": None,
     }
     for keyword, value in patient.items():
+        check_key(keyword, value)
         setattr(identifier, keyword, value or "")
     if level is QueryLevel.STUDY:
         study = {
@@ -420,5 +426,6 @@ def _qr_identifier(
         if model is not QueryModel.PATIENT_STUDY:
             study["ModalitiesInStudy"] = query.modalities_in_study
         for keyword, value in study.items():
+            check_key(keyword, value)
             setattr(identifier, keyword, value or "")
     return identifier

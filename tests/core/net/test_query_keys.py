@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from sendtopacs_core import InvalidValueError, Querier, WorklistDevice, WorklistQuery
+from sendtopacs_core import InvalidValueError, Querier, StudyQuery, WorklistDevice, WorklistQuery
 from sendtopacs_core.net._query import (
     WORKLIST_PATIENT_KEYS,
     WORKLIST_STEP_KEYS,
+    check_key,
     date_key,
     query_charset,
 )
@@ -212,3 +213,44 @@ def test_dicom_query_fill_modes(
 def test_dicom_query_without_keys_is_an_error() -> None:
     with pytest.raises(WorklistMatchError, match="no Patient ID"):
         dicom_query(header(PatientName="Doe^John"), device(fill_patient_name="off"))
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("PatientName", "Mül*"),
+        ("PatientName", "M?ller^A*"),
+        ("Modality", "E*"),
+        ("Modality", "ES\\XC"),
+        ("StudyDate", "20260101-20261231"),
+        ("StudyDate", "-20261231"),
+        ("StudyInstanceUID", "1.2.3\\1.2.4"),
+        ("AccessionNumber", "ACC*"),
+    ],
+)
+def test_valid_search_keys_pass(keyword: str, value: str) -> None:
+    check_key(keyword, value)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("PatientID", "x" * 65),
+        ("StudyInstanceUID", "db"),
+        ("StudyInstanceUID", "1.2.*"),
+        ("PatientBirthDate", "±"),
+        ("Modality", "abc"),
+        ("AccessionNumber", "A" * 17),
+    ],
+)
+def test_invalid_search_keys_are_refused_before_pydicom_sees_them(keyword: str, value: str) -> None:
+    with pytest.raises(InvalidValueError, match="not a valid DICOM"):
+        check_key(keyword, value)
+
+
+def test_querier_refuses_an_invalid_key_without_a_pydicom_warning() -> None:
+    device = WorklistDevice(name="mwl", ae_title="MWL", host="127.0.0.1", port=104)
+    with pytest.raises(InvalidValueError, match="Modality"):
+        Querier(device).worklist_identifier(WorklistQuery(modality="abc"))
+    with pytest.raises(InvalidValueError, match="StudyInstanceUID"):
+        Querier(device).find(StudyQuery(study_instance_uid="not a uid"))
