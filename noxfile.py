@@ -1,4 +1,4 @@
-"""The project's command surface: ``nox`` runs lint, typecheck and tests (what CI runs).
+"""The project's command surface: ``nox`` runs lint, typecheck, tests and docs (what CI runs).
 
 Other sessions: ``nox -s interop`` (only the tests against DCMTK, dicom3tools and Orthanc) and
 ``nox -s benchmark`` (``benchmarks/bench_convert.py``; arguments after ``--`` are passed on).
@@ -12,13 +12,13 @@ from pathlib import Path
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
-LINT_PATHS = ("src", "tests", "benchmarks", "noxfile.py")
+LINT_PATHS = ("src", "tests", "benchmarks", "docs", "noxfile.py")
 
 
 def _install(session: nox.Session, *groups: str, project: bool = True) -> None:
@@ -72,6 +72,17 @@ def interop(session: nox.Session) -> None:
     """Only the tests that talk to external peers and validators (marker ``interop``)."""
     _install(session, "test")
     session.run("python", "-m", "pytest", "-ra", "-m", "interop", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, warnings as errors (``mkdocs build --strict``, see mkdocs.yml).
+
+    Built into a temporary folder; ``nox -s docs -- --site-dir site`` keeps it.
+    """
+    _install(session, "docs")
+    site = session.posargs or ["--site-dir", session.create_tmp()]
+    session.run("mkdocs", "build", "--strict", *site, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

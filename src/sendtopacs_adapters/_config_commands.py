@@ -31,6 +31,23 @@ examples:
   sendtopacs --settings s.json config check
   sendtopacs config set-api-password --username alice
 """
+_EPILOG_INIT: Final = """\
+examples:
+  sendtopacs config init                      at the default place (see --settings)
+  sendtopacs --settings site.json config init
+  sendtopacs config init --force              overwrite an existing file with the defaults
+"""
+_EPILOG_SHOW: Final = """\
+examples:
+  sendtopacs config show                      key = value, then what the key does
+  sendtopacs --settings site.json config show
+  sendtopacs --json config show               the settings and every key's explanation
+"""
+_EPILOG_CHECK: Final = """\
+examples:
+  sendtopacs config check                     exit 0 if valid, 2 with the first bad key
+  sendtopacs --settings site.json config check
+"""
 _EPILOG_API_LOGIN: Final = """\
 The password needs at least 12 characters with upper- and lower-case letters, digits and
 special characters, and must not be a common or breached password (even with letters
@@ -57,14 +74,42 @@ def add_config_command(commands: Any) -> None:
     global_options(config, suppress=True)
     config.set_defaults(help_parser=config)
     actions = config.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    init = actions.add_parser("init", help="write a settings file with every default")
+    init = actions.add_parser(
+        "init",
+        help="write a settings file with every default",
+        description=(
+            "Write a starting settings.json: every section with every key at its default. "
+            "Refuses to overwrite an existing file unless --force is given."
+        ),
+        epilog=_EPILOG_INIT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     global_options(init, suppress=True)
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.set_defaults(handler=_cmd_config_init)
-    show = actions.add_parser("show", help="every key, its value and what it does")
+    show = actions.add_parser(
+        "show",
+        help="every key, its value and what it does",
+        description=(
+            "Print every key of the settings with its value (from the settings file, or the "
+            "default when the file or the key is missing) and what it does."
+        ),
+        epilog=_EPILOG_SHOW,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     global_options(show, suppress=True)
     show.set_defaults(handler=_cmd_config_show)
-    check = actions.add_parser("check", help="check the settings file")
+    check = actions.add_parser(
+        "check",
+        help="check the settings file",
+        description=(
+            "Load the settings file and report whether it is valid; an invalid file is "
+            "reported with the key at fault (exit status 2). A missing file is valid: the "
+            "defaults apply."
+        ),
+        epilog=_EPILOG_CHECK,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     global_options(check, suppress=True)
     check.set_defaults(handler=_cmd_config_check)
     password = actions.add_parser(
@@ -96,7 +141,6 @@ def _cmd_config_init(context: Context) -> int:
     path = context.settings_path
     if path.exists() and not context.args.force:
         raise UsageError(f"{path} exists already; use --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     Settings().dump(path)
     if context.args.json:
         context.emit_json({"ok": True, "path": str(path)})
@@ -151,7 +195,6 @@ def _cmd_config_set_api_password(context: Context) -> int:
             )
         return EXIT_USAGE
     api = attrs.evolve(settings.api, username=username, password_hash=hash_password(password))
-    path.parent.mkdir(parents=True, exist_ok=True)
     attrs.evolve(settings, api=api).dump(path)
     if context.args.json:
         context.emit_json({"ok": True, "path": str(path), "username": username})

@@ -58,6 +58,17 @@ from sendtopacs_core import (
 
 __all__ = ["main", "run"]
 
+_EPILOG_MAIN: Final = """\
+examples:
+  sendtopacs demo                   installation check: convert and send to a local test PACS
+  sendtopacs config init            a settings.json with every key and its default
+  sendtopacs echo pacs              does the PACS answer?
+  sendtopacs send photo.jpg report.pdf --patient-id 12345 --patient-name "Müller^Anna"
+  sendtopacs --debug send study/    a traceback with any error
+
+Run 'sendtopacs COMMAND --help' for a command's options and examples.
+Exit status: 0 all done, 1 some files failed, 2 usage or settings error, 3 network error.
+"""
 _EPILOG_CONVERT: Final = """\
 examples:
   sendtopacs convert photo.jpg report.pdf -o out/ --patient-id 12345 \\
@@ -106,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sendtopacs",
         description="Convert clinic files (images, PDFs, videos) to DICOM and send them to PACS.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'sendtopacs COMMAND --help' for a command's options and examples.",
+        epilog=_EPILOG_MAIN,
     )
     parser.add_argument("--version", action="version", version=f"sendtopacs {__version__}")
     global_options(parser, suppress=False)
@@ -308,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(context)
     except (ConfigError, UsageError, DicomNetworkError, SendToPacsError) as exc:
         return _fail(context, _failure_text(exc), _failure_status(exc), exc)
+    except OSError as exc:  # a file or folder the command could not use: one line, too
+        return _fail(context, f"error: {exc}", EXIT_PARTIAL, exc)
 
 
 def _failure_status(exc: BaseException) -> int:
