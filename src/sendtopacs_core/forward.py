@@ -144,7 +144,8 @@ class Forwarder:
             self._candidates.pop(relative, None)
             return
         except OSError as exc:
-            self._problem(f"stat:{relative}", f"cannot read {path}: {exc.strerror or exc}")
+            _LOGGER.debug("%s: cannot read %s: %s", self.monitor.name, path, exc)
+            self._problem("stat", f"cannot read files of the folder ({exc.strerror or exc})")
             return
         if not path.is_file():
             return
@@ -264,7 +265,8 @@ class Forwarder:
                 events.append(self._event(entry.path, "vanished", "removed before it was sent"))
                 continue
             except OSError as exc:
-                self._problem(f"stat:{entry.path}", f"cannot read {path}: {exc.strerror or exc}")
+                _LOGGER.debug("%s: cannot read %s: %s", self.monitor.name, path, exc)
+                self._problem("stat", f"cannot read files of the folder ({exc.strerror or exc})")
                 continue
             if (info.st_size, info.st_mtime_ns) != (entry.size, entry.mtime_ns):
                 self.observe(path)  # changed since it settled: settle again
@@ -495,8 +497,9 @@ class Forwarder:
         event = ForwardEvent(
             monitor=self.monitor.name, path=path, kind=kind, message=message, time=self._clock()
         )
-        _LOGGER.info("%s: %s %s", self.monitor.name, kind, message)
-        _LOGGER.debug("%s: %s %s", self.monitor.name, kind, path)
+        # Paths and messages may name the patient (file names, worklist candidates): DEBUG.
+        _LOGGER.info("%s: %s", self.monitor.name, kind)
+        _LOGGER.debug("%s: %s %s: %s", self.monitor.name, kind, path, message)
         return event
 
     def _problem(self, cause: str, message: str) -> None:

@@ -126,7 +126,9 @@ class Sender:
             with lock:
                 outcomes[key] = outcome
             # INFO, failures too: they are in the report, which the caller shows or acts on.
-            _LOGGER.info("%s: %s", outcome.state, outcome.message)
+            # File names and messages may name the patient: only at DEBUG.
+            _LOGGER.info("%s (%s)", outcome.state, outcome.status_text)
+            _LOGGER.debug("%s: %s: %s", outcome.source, outcome.state, outcome.message)
             if progress is not None:
                 progress(outcome)
 
