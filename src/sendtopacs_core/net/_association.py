@@ -34,6 +34,7 @@ from pynetdicom.transport import AddressInformation, AssociationSocket
 
 from sendtopacs_core.errors import AssociationFailedError, DicomNetworkError
 from sendtopacs_core.model import Device, WorklistDevice
+from sendtopacs_core.net._server import no_delay
 
 __all__ = [
     "AssociationFailedError",
@@ -133,10 +134,7 @@ def _tls_args(device: Peer) -> tuple[ssl.SSLContext, str] | None:
 def _no_delay(event: evt.Event, opened: threading.Event) -> None:
     """EVT_CONN_OPEN: turn Nagle's algorithm off on the association's socket; note it."""
     opened.set()
-    transport = event.assoc.dul.socket
-    sock = getattr(transport, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    no_delay(event)
 
 
 class _Socket(AssociationSocket):

@@ -16,8 +16,6 @@ described in :attr:`CommitmentResult.error`, never raised.
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,12 +32,12 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 from pynetdicom.status import STORAGE_COMMITMENT_SERVICE_CLASS_STATUS
-from pynetdicom.transport import ThreadedAssociationServer
 
 from sendtopacs_core._vr import check_ae_title, check_ui
 from sendtopacs_core.errors import DicomNetworkError
 from sendtopacs_core.model import Device
 from sendtopacs_core.net._association import Context, open_association
+from sendtopacs_core.net._server import serve, stop_server
 
 __all__ = [
     "FAILURE_REASONS",
@@ -228,25 +226,6 @@ def _failures(sequence: Any) -> dict[str, int]:
     return failed
 
 
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's association server, stopped in milliseconds (run on our own thread)."""
-
-    def serve_forever(self, poll_interval: float = 0.02) -> None:
-        super().serve_forever(poll_interval)
-
-    def shutdown(self) -> None:
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
-
-
-def _no_delay(event: evt.Event) -> None:
-    """EVT_CONN_OPEN: turn Nagle's algorithm off on the accepted socket (finding 5)."""
-    transport = event.assoc.dul.socket
-    sock = getattr(transport, "socket", None)
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class _Listener:
     """A temporary SCP for the N-EVENT-REPORT, listening on ``address`` until :meth:`stop`."""
 
@@ -267,28 +246,18 @@ class _Listener:
         )
         ae.add_supported_context(Verification, list(_TRANSFER_SYNTAXES))
         self._ae = ae
-        self._server = ae.make_server(
+        self._server, self._thread = serve(
+            ae,
             address,
-            evt_handlers=[
-                (evt.EVT_CONN_OPEN, _no_delay),
-                (evt.EVT_N_EVENT_REPORT, report.on_event_report),
-            ],
-            server_class=_Server,
+            [(evt.EVT_N_EVENT_REPORT, report.on_event_report)],
+            name=f"commitment-{ae_title}",
         )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"commitment-{ae_title}", daemon=True
-        )
-        self._thread.start()
 
     def stop(self) -> None:
         """Stop listening; give the report associations a moment to end, then abort them."""
-        self._server.shutdown()
-        self._thread.join(_ANSWER_GRACE_S)
-        deadline = time.monotonic() + _ANSWER_GRACE_S
-        for assoc in self._ae.active_associations:
-            assoc.join(max(0.0, deadline - time.monotonic()))
-            if assoc.is_alive():
-                assoc.abort()
+        stop_server(
+            self._ae, self._server, self._thread, grace_s=_ANSWER_GRACE_S, join_s=_ANSWER_GRACE_S
+        )
 
 
 def _check_references(references: Sequence[tuple[str, str]]) -> dict[str, str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
-import socketserver
 import ssl
 import threading
 import time
@@ -58,7 +56,8 @@ from pynetdicom import (
 )
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
-from pynetdicom.transport import ThreadedAssociationServer
+
+from sendtopacs_core.net._server import FastServer, serve, stop_server
 
 __all__ = ["ReceivedInstance", "Rejection", "StorageSCP"]
 
@@ -100,23 +99,6 @@ _REASONS_BY_SOURCE: Final[dict[int, frozenset[int]]] = {
 _STORED_STATUSES: Final = frozenset({0x0000, 0x0001, 0x0107, 0x0116})
 _UNSAFE_FILENAME_CHARS: Final = re.compile(r"[^0-9A-Za-z._-]")
 _JOIN_TIMEOUT_S: Final = 2.0
-
-
-class _Server(ThreadedAssociationServer):
-    """pynetdicom's threaded association server, made to stop in milliseconds.
-
-    ``AE.start_server`` runs ``serve_forever`` with socketserver's default 0.5 s shutdown poll,
-    so every stop took half a second; we run the server on our own thread instead, which also
-    keeps it out of the AE's server list that ``ThreadedAssociationServer.shutdown`` edits.
-    """
-
-    def serve_forever(self, poll_interval: float = 0.02) -> None:
-        super().serve_forever(poll_interval)
-
-    def shutdown(self) -> None:
-        """Stop ``serve_forever`` and close the listening socket."""
-        socketserver.BaseServer.shutdown(self)
-        self.server_close()
 
 
 def _check_reason(instance: Rejection, attribute: attrs.Attribute[int], value: int) -> None:
@@ -335,7 +317,7 @@ class StorageSCP:
         self._received: list[ReceivedInstance] = []
         self._associations = 0
         self._c_store_count = 0
-        self._server: ThreadedAssociationServer | None = None
+        self._server: FastServer | None = None
         self._thread: threading.Thread | None = None
         self._ae = self._make_ae(
             maximum_associations=maximum_associations,
@@ -376,23 +358,18 @@ class StorageSCP:
             self._storage_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
         handlers: list[EventHandlerType] = [
-            (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
         ]
-        server = self._ae.make_server(
+        self._server, self._thread = serve(
+            self._ae,
             (self._host, self._requested_port),
+            handlers,
+            name=f"StorageSCP-{self._ae_title}",
             ssl_context=self._tls,
-            evt_handlers=handlers,
-            server_class=_Server,
         )
-        thread = threading.Thread(
-            target=server.serve_forever, name=f"StorageSCP-{self._ae_title}", daemon=True
-        )
-        thread.start()
-        self._server, self._thread = server, thread
         LOGGER.debug("storage SCP %s listening on %s:%d", self._ae_title, *self.address)
         return self
 
@@ -402,14 +379,7 @@ class StorageSCP:
         if server is None or thread is None:
             return
         self._stopping.set()  # releases handlers waiting in never_answer / delay_s
-        server.shutdown()  # stop accepting first, so no association starts after the aborts
-        associations = [a for a in self._ae.active_associations if a.is_acceptor]
-        for assoc in associations:
-            assoc.abort()
-        deadline = time.monotonic() + _JOIN_TIMEOUT_S
-        thread.join(timeout=_JOIN_TIMEOUT_S)
-        for assoc in associations:
-            assoc.join(timeout=max(0.0, deadline - time.monotonic()))
+        stop_server(self._ae, server, thread, grace_s=0, join_s=_JOIN_TIMEOUT_S)
         self._server = self._thread = None
 
     def __enter__(self) -> Self:
@@ -479,13 +449,6 @@ class StorageSCP:
             time.sleep(0.01)
 
     # -- event handlers (run on pynetdicom's association threads) --------------------------------
-
-    def _on_conn_open(self, event: Event) -> None:
-        """Disable Nagle's algorithm on the accepted socket."""
-        sock = event.assoc.dul.socket
-        raw = None if sock is None else sock.socket
-        if raw is not None:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_requested(self, event: Event) -> None:
         """Reject the association if asked to (before pynetdicom negotiates it)."""

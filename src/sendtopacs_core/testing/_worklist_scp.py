@@ -13,9 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import socket
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from io import BytesIO
 from types import TracebackType
@@ -29,9 +27,9 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 from pynetdicom import AE, VerificationPresentationContexts, evt
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.events import Event, EventHandlerType
-from pynetdicom.transport import ThreadedAssociationServer
 
-from sendtopacs_core.testing._storage_scp import Rejection, _Server
+from sendtopacs_core.net._server import FastServer, serve, stop_server
+from sendtopacs_core.testing._storage_scp import Rejection
 
 __all__ = [
     "MODALITY_WORKLIST_FIND",
@@ -281,7 +279,7 @@ class WorklistSCP:
         self._queries: list[Dataset] = []
         self._cancelled = 0
         self._associations = 0
-        self._server: ThreadedAssociationServer | None = None
+        self._server: FastServer | None = None
         self._thread: threading.Thread | None = None
         self._ae = AE(ae_title=ae_title)
         for sop_class in (MODALITY_WORKLIST_FIND, *_QR_LEVELS):
@@ -297,20 +295,17 @@ class WorklistSCP:
             return self
         self._stopping.clear()
         handlers: list[EventHandlerType] = [
-            (evt.EVT_CONN_OPEN, self._on_conn_open),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_FIND, self._on_c_find),
         ]
-        server = self._ae.make_server(
-            (self._host, self._requested_port), evt_handlers=handlers, server_class=_Server
+        self._server, self._thread = serve(
+            self._ae,
+            (self._host, self._requested_port),
+            handlers,
+            name=f"WorklistSCP-{self._ae_title}",
         )
-        thread = threading.Thread(
-            target=server.serve_forever, name=f"WorklistSCP-{self._ae_title}", daemon=True
-        )
-        thread.start()
-        self._server, self._thread = server, thread
         LOGGER.debug("worklist SCP %s listening on %s:%d", self._ae_title, *self.address)
         return self
 
@@ -320,14 +315,7 @@ class WorklistSCP:
         if server is None or thread is None:
             return
         self._stopping.set()  # releases handlers waiting in never_answer / delay_s
-        server.shutdown()
-        associations = [a for a in self._ae.active_associations if a.is_acceptor]
-        for assoc in associations:
-            assoc.abort()
-        deadline = time.monotonic() + _JOIN_TIMEOUT_S
-        thread.join(timeout=_JOIN_TIMEOUT_S)
-        for assoc in associations:
-            assoc.join(timeout=max(0.0, deadline - time.monotonic()))
+        stop_server(self._ae, server, thread, grace_s=0, join_s=_JOIN_TIMEOUT_S)
         self._server = self._thread = None
 
     def __enter__(self) -> Self:
@@ -386,13 +374,6 @@ class WorklistSCP:
             return self._associations
 
     # -- event handlers (run on pynetdicom's association threads) --------------------------------
-
-    def _on_conn_open(self, event: Event) -> None:
-        """Disable Nagle's algorithm on the accepted socket."""
-        sock = event.assoc.dul.socket
-        raw = None if sock is None else sock.socket
-        if raw is not None:
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _on_requested(self, event: Event) -> None:
         """Reject the association if asked to (before pynetdicom negotiates it)."""
