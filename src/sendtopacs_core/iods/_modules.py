@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
 from sendtopacs_core._version import __version__
-from sendtopacs_core.model import Code, ConversionType, Study
+from sendtopacs_core.model import ConversionType, Study
+from sendtopacs_core.request_items import code_items, request_attributes_item
 from sendtopacs_core.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 __all__ = [
@@ -103,37 +104,15 @@ def add_general_study_module(dataset: Dataset, context: ObjectContext) -> None:
     if study.study_description:
         dataset.StudyDescription = study.study_description
     if study.procedure_codes:
-        dataset.ProcedureCodeSequence = _code_items(study.procedure_codes)
+        dataset.ProcedureCodeSequence = code_items(study.procedure_codes)
 
 
 def add_request_attributes(dataset: Dataset, study: Study) -> None:
     """Request Attributes Sequence (0040,0275) of the General Series Module (PS3.3 C.7.3.1),
     when the study comes from a worklist item (IHE RAD TF-2 Appendix A)."""
-    if not (study.requested_procedure_id or study.scheduled_procedure_step_id):
-        return
-    item = Dataset()
-    if study.accession_number:
-        item.AccessionNumber = study.accession_number
-    if study.study_instance_uid:
-        item.StudyInstanceUID = study.study_instance_uid
-    item.RequestedProcedureID = study.requested_procedure_id or ""
-    if study.requested_procedure_description:
-        item.RequestedProcedureDescription = study.requested_procedure_description
-    if study.procedure_codes:
-        item.RequestedProcedureCodeSequence = _code_items(study.procedure_codes[:1])
-    item.ScheduledProcedureStepID = study.scheduled_procedure_step_id or ""
-    dataset.RequestAttributesSequence = [item]
-
-
-def _code_items(codes: tuple[Code, ...]) -> list[Dataset]:
-    items = []
-    for code in codes:
-        item = Dataset()
-        item.CodeValue = code.value
-        item.CodingSchemeDesignator = code.scheme
-        item.CodeMeaning = code.meaning or code.value
-        items.append(item)
-    return items
+    item = request_attributes_item(study)
+    if item is not None:
+        dataset.RequestAttributesSequence = [item]
 
 
 def add_general_equipment_module(dataset: Dataset, context: ObjectContext) -> None:

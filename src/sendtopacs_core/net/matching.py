@@ -20,8 +20,9 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from sendtopacs_core.errors import DicomNetworkError, InvalidValueError, WorklistMatchError
-from sendtopacs_core.model import Code, FillMode, Study, WorklistDevice
+from sendtopacs_core.model import FillMode, Study, WorklistDevice
 from sendtopacs_core.net.querier import Querier, WorklistItem, WorklistQuery
+from sendtopacs_core.request_items import request_attributes_item
 from sendtopacs_core.tags import compile_file_name_pattern
 
 __all__ = [
@@ -180,32 +181,8 @@ def fill_from_item(header: Dataset, item: WorklistItem, *, replace: bool) -> boo
         if (replace or not current) and current != value:
             setattr(header, keyword, value)
             changed = True
-    wants_request = study.requested_procedure_id or study.scheduled_procedure_step_id
-    if wants_request and (replace or "RequestAttributesSequence" not in header):
-        header.RequestAttributesSequence = [_request_item(study)]
+    request = request_attributes_item(study)
+    if request is not None and (replace or "RequestAttributesSequence" not in header):
+        header.RequestAttributesSequence = [request]
         changed = True
     return changed
-
-
-def _request_item(study: Study) -> Dataset:
-    """An item of the Request Attributes Sequence (0040,0275) for the item's study."""
-    item = Dataset()
-    if study.accession_number:
-        item.AccessionNumber = study.accession_number
-    if study.study_instance_uid:
-        item.StudyInstanceUID = study.study_instance_uid
-    item.RequestedProcedureID = study.requested_procedure_id or ""
-    if study.requested_procedure_description:
-        item.RequestedProcedureDescription = study.requested_procedure_description
-    if study.procedure_codes:
-        item.RequestedProcedureCodeSequence = [_code_item(study.procedure_codes[0])]
-    item.ScheduledProcedureStepID = study.scheduled_procedure_step_id or ""
-    return item
-
-
-def _code_item(code: Code) -> Dataset:
-    item = Dataset()
-    item.CodeValue = code.value
-    item.CodingSchemeDesignator = code.scheme
-    item.CodeMeaning = code.meaning or code.value
-    return item
