@@ -26,7 +26,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +40,7 @@ from PIL import Image
 from pypdf import PdfWriter
 
 import sendtopacs_core as stp
-from bench_convert import BenchmarkError, run_measured
+from bench_convert import BenchmarkError, run_in_workdir, run_measured
 from bench_send import CALLED_AET, _free_port, _nodelay_env, find_dcmtk
 
 USER: Final = "bench"
@@ -356,15 +355,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            return run(args, args.workdir)
-        with tempfile.TemporaryDirectory(prefix="sendtopacs-api-bench-") as temp:
-            return run(args, Path(temp))
-    except BenchmarkError as exc:
-        print(f"bench_api: {exc}", file=sys.stderr)
-        return 2
+    return run_in_workdir(run, args, "bench_api")
 
 
 if __name__ == "__main__":

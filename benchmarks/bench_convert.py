@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Final
@@ -153,6 +153,22 @@ def run_measured(argv: Sequence[str], *, log: Path) -> tuple[float, int]:
             f"{proc.returncode}:\n  " + "\n  ".join(tail)
         )
     return wall_s, usage.ru_maxrss
+
+
+def run_in_workdir(
+    run: Callable[[argparse.Namespace, Path], int], args: argparse.Namespace, name: str
+) -> int:
+    """Run a benchmark in ``args.workdir`` (created; its inputs are reused) or in a temporary
+    folder; a :class:`BenchmarkError` is printed as one line and gives exit status 2."""
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            return run(args, args.workdir)
+        with tempfile.TemporaryDirectory(prefix=f"sendtopacs-{name}-") as temp:
+            return run(args, Path(temp))
+    except BenchmarkError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
 
 
 def _files_in(directory: Path) -> int:

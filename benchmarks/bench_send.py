@@ -37,7 +37,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -50,7 +49,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from bench_convert import DCMTK_DIRS, BenchmarkError, run_measured
+from bench_convert import DCMTK_DIRS, BenchmarkError, run_in_workdir, run_measured
 
 CALLED_AET: Final = "STORESCP"
 CALLING_AET: Final = "SENDTOPACS"
@@ -564,15 +563,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            return run(args, args.workdir)
-        with tempfile.TemporaryDirectory(prefix="sendtopacs-send-bench-") as temp:
-            return run(args, Path(temp))
-    except BenchmarkError as exc:
-        print(f"bench_send: {exc}", file=sys.stderr)
-        return 2
+    return run_in_workdir(run, args, "bench_send")
 
 
 if __name__ == "__main__":

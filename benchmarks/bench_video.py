@@ -21,14 +21,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import av
 
-from bench_convert import BenchmarkError, run_measured
+from bench_convert import BenchmarkError, run_in_workdir, run_measured
 
 PASS_THROUGH_GOAL: Final = 0.5  # sendtopacs MB/s >= 0.5 x cp's
 RSS_GOAL_MB: Final = 150
@@ -215,15 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the report")
     parser.add_argument("--workdir", type=Path, metavar="DIR", help="keep files here")
     args = parser.parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            return run(args, args.workdir)
-        with tempfile.TemporaryDirectory(prefix="sendtopacs-video-bench-") as work:
-            return run(args, Path(work))
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 2
+    return run_in_workdir(run, args, "bench_video")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -55,7 +54,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from bench_convert import BenchmarkError, run_measured
+from bench_convert import BenchmarkError, run_in_workdir, run_measured
 from bench_send import CALLED_AET, CALLING_AET, dcmtk_command, find_dcmtk, storescp
 
 SIDE: Final = 160  # 160x160x16 bit: 51,200 bytes of pixels
@@ -663,15 +662,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            return run(args, args.workdir)
-        with tempfile.TemporaryDirectory(prefix="sendtopacs-watch-bench-") as temp:
-            return run(args, Path(temp))
-    except BenchmarkError as exc:
-        print(f"bench_watch: {exc}", file=sys.stderr)
-        return 2
+    return run_in_workdir(run, args, "bench_watch")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -50,7 +49,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from bench_convert import DCMTK_DIRS, BenchmarkError, run_measured
+from bench_convert import DCMTK_DIRS, BenchmarkError, run_in_workdir, run_measured
 from sendtopacs_core import Querier, WorklistDevice, WorklistQuery
 
 CALLED_AET: Final = "WLMSCP"
@@ -541,15 +540,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        if args.workdir is not None:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            return run(args, args.workdir)
-        with tempfile.TemporaryDirectory(prefix="sendtopacs-worklist-bench-") as temp:
-            return run(args, Path(temp))
-    except BenchmarkError as exc:
-        print(f"bench_worklist: {exc}", file=sys.stderr)
-        return 2
+    return run_in_workdir(run, args, "bench_worklist")
 
 
 if __name__ == "__main__":
