@@ -118,6 +118,16 @@ class Context:
     def load_settings(self) -> Settings:
         return Settings.load(self.settings_path)
 
+    def working_settings(self) -> Settings:
+        """The settings for commands that work on files (send, watch, serve): the temporary
+        folder defaults to the platform's cache folder (the file itself is not changed)."""
+        settings = self.load_settings()
+        if settings.main.temp_dir is not None:
+            return settings
+        temp = platformdirs.user_cache_path("sendtopacs") / "temp"
+        temp.mkdir(parents=True, exist_ok=True)
+        return attrs.evolve(settings, main=attrs.evolve(settings.main, temp_dir=temp.resolve()))
+
     def emit_json(self, document: object) -> None:
         json.dump(document, self.out, indent=2, ensure_ascii=False)
         self.out.write("\n")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Final, Never
 
 import attrs
-import platformdirs
 from tqdm import tqdm
 
 from sendtopacs_adapters._common import (
@@ -121,16 +120,6 @@ def cmd_echo(context: Context) -> int:
 # -- send -----------------------------------------------------------------------------------
 
 
-def _send_settings(context: Context) -> Settings:
-    """The settings, with the temporary folder defaulting to the platform's cache folder."""
-    settings = context.load_settings()
-    if settings.main.temp_dir is not None:
-        return settings
-    temp = platformdirs.user_cache_path("sendtopacs") / "temp"
-    temp.mkdir(parents=True, exist_ok=True)
-    return attrs.evolve(settings, main=attrs.evolve(settings.main, temp_dir=temp.resolve()))
-
-
 def cmd_send(context: Context) -> int:
     """Send files and folders: 0 all sent, 1 some failed, 3 the PACS could not be reached."""
     args = context.args
@@ -145,7 +134,7 @@ def cmd_send(context: Context) -> int:
         raise UsageError("name the files or folders to send (or --pending)")
     if args.journal is not None:
         raise UsageError("--journal goes with --pending")
-    settings = _send_settings(context)
+    settings = context.working_settings()
     device = _device(settings, args, args.to)
     changes: dict[str, Any] = {}
     if args.files_per_association is not None:

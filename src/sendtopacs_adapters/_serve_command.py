@@ -49,7 +49,7 @@ def add_serve_command(commands: Any) -> None:
 def cmd_serve(context: Context) -> int:
     """Check the bind, then serve until stopped."""
     args = context.args
-    settings = context.load_settings()
+    settings = context.working_settings()
     changes: dict[str, Any] = {}
     if args.host is not None:
         changes["bind"] = args.host

@@ -146,7 +146,7 @@ def _forwarders(settings: Settings, journal: Journal) -> list[Forwarder]:
 def cmd_watch(context: Context) -> int:
     """Run every monitor until a signal (or once with ``--once``); ``--list`` shows pending."""
     args = context.args
-    settings = context.load_settings()
+    settings = context.working_settings()
     if not settings.monitors:
         raise UsageError("no monitor is configured (add one to the monitors section)")
     journal_file: Path = args.journal or journal_path(context.settings_path)
