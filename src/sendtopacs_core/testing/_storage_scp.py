@@ -18,8 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import attrs
 from pydicom.dataelem import DataElement, RawDataElement
@@ -57,7 +56,7 @@ from pynetdicom import (
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
 
-from sendtopacs_core.net._server import FastServer, serve, stop_server
+from sendtopacs_core.testing._listener import ListeningSCP
 
 __all__ = ["ReceivedInstance", "Rejection", "StorageSCP"]
 
@@ -98,7 +97,6 @@ _REASONS_BY_SOURCE: Final[dict[int, frozenset[int]]] = {
 #: Success and warning statuses after which the instance counts as stored (PS3.4 Annex B.2.3).
 _STORED_STATUSES: Final = frozenset({0x0000, 0x0001, 0x0107, 0x0116})
 _UNSAFE_FILENAME_CHARS: Final = re.compile(r"[^0-9A-Za-z._-]")
-_JOIN_TIMEOUT_S: Final = 2.0
 
 
 def _check_reason(instance: Rejection, attribute: attrs.Attribute[int], value: int) -> None:
@@ -221,7 +219,7 @@ def _text_value(ds: Dataset, tag: int) -> str | None:
     return None
 
 
-class StorageSCP:
+class StorageSCP(ListeningSCP):
     """A Storage SCP on a local port that records what it receives, for tests and demos.
 
     Use it as a context manager or call `start` and `stop` (both idempotent).
@@ -269,6 +267,8 @@ class StorageSCP:
         `error_comment` is longer than 64 characters (LO).
     """
 
+    _label = "storage SCP"
+
     def __init__(
         self,
         *,
@@ -313,12 +313,10 @@ class StorageSCP:
         self._reject = reject
         self._tls = tls
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._received: list[ReceivedInstance] = []
         self._associations = 0
         self._c_store_count = 0
-        self._server: FastServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_listener()
         self._ae = self._make_ae(
             maximum_associations=maximum_associations,
             transfer_syntaxes=transfer_syntaxes,
@@ -350,69 +348,20 @@ class StorageSCP:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Start listening (no-op if running) and return self."""
-        if self._server is not None:
-            return self
-        if self._storage_dir is not None:
-            self._storage_dir.mkdir(parents=True, exist_ok=True)
-        self._stopping.clear()
-        handlers: list[EventHandlerType] = [
+    def _handlers(self) -> list[EventHandlerType]:
+        return [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
         ]
-        self._server, self._thread = serve(
-            self._ae,
-            (self._host, self._requested_port),
-            handlers,
-            name=f"StorageSCP-{self._ae_title}",
-            ssl_context=self._tls,
-        )
-        LOGGER.debug("storage SCP %s listening on %s:%d", self._ae_title, *self.address)
-        return self
 
-    def stop(self) -> None:
-        """Abort open associations, shut the server down and wait for its threads."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping.set()  # releases handlers waiting in never_answer / delay_s
-        stop_server(self._ae, server, thread, grace_s=0, join_s=_JOIN_TIMEOUT_S)
-        self._server = self._thread = None
+    def _before_start(self) -> None:
+        if self._storage_dir is not None:
+            self._storage_dir.mkdir(parents=True, exist_ok=True)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- state -----------------------------------------------------------------------------------
-
-    @property
-    def ae_title(self) -> str:
-        """Our AE title."""
-        return self._ae_title
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) we listen on; raises `RuntimeError` before `start`."""
-        if self._server is None:
-            msg = "the storage SCP is not running: call start() first"
-            raise RuntimeError(msg)
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    @property
-    def port(self) -> int:
-        """The port we listen on (the OS-chosen one if created with ``port=0``)."""
-        return self.address[1]
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        return self._tls
 
     @property
     def received(self) -> list[ReceivedInstance]:

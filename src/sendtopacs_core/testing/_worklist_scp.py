@@ -16,8 +16,7 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from io import BytesIO
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -28,7 +27,7 @@ from pynetdicom import AE, VerificationPresentationContexts, evt
 from pynetdicom.dsutils import decode, encode
 from pynetdicom.events import Event, EventHandlerType
 
-from sendtopacs_core.net._server import FastServer, serve, stop_server
+from sendtopacs_core.testing._listener import ListeningSCP
 from sendtopacs_core.testing._storage_scp import Rejection
 
 __all__ = [
@@ -73,7 +72,6 @@ _RANGE_VRS: Final = frozenset({"DA", "TM", "DT"})
 _PENDING: Final = 0xFF00
 _CANCEL: Final = 0xFE00
 _IDENTIFIER_DOES_NOT_MATCH: Final = 0xA900
-_JOIN_TIMEOUT_S: Final = 2.0
 
 
 def _is_failure(status: int) -> bool:
@@ -205,7 +203,7 @@ def select_keys(item: Dataset, query: Dataset, *, character_set: bool = True) ->
 # -- the SCP -------------------------------------------------------------------------------------
 
 
-class WorklistSCP:
+class WorklistSCP(ListeningSCP):
     """A Modality Worklist (and Query/Retrieve FIND) SCP on a local port, for tests and demos.
 
     Use it as a context manager or call `start` and `stop` (both idempotent). It runs side by
@@ -244,6 +242,8 @@ class WorklistSCP:
         If `delay_s` is negative or `failure_status` is not a C-FIND failure status.
     """
 
+    _label = "worklist SCP"
+
     def __init__(
         self,
         items: Sequence[Dataset] = (),
@@ -275,12 +275,10 @@ class WorklistSCP:
         self._failure_status = failure_status
         self._reject = reject
         self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._queries: list[Dataset] = []
         self._cancelled = 0
         self._associations = 0
-        self._server: FastServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_listener()
         self._ae = AE(ae_title=ae_title)
         for sop_class in (MODALITY_WORKLIST_FIND, *_QR_LEVELS):
             self._ae.add_supported_context(sop_class, _TRANSFER_SYNTAXES)
@@ -289,66 +287,13 @@ class WorklistSCP:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Start listening (no-op if running) and return self."""
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        handlers: list[EventHandlerType] = [
+    def _handlers(self) -> list[EventHandlerType]:
+        return [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_FIND, self._on_c_find),
         ]
-        self._server, self._thread = serve(
-            self._ae,
-            (self._host, self._requested_port),
-            handlers,
-            name=f"WorklistSCP-{self._ae_title}",
-        )
-        LOGGER.debug("worklist SCP %s listening on %s:%d", self._ae_title, *self.address)
-        return self
-
-    def stop(self) -> None:
-        """Abort open associations, shut the server down and wait for its threads."""
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping.set()  # releases handlers waiting in never_answer / delay_s
-        stop_server(self._ae, server, thread, grace_s=0, join_s=_JOIN_TIMEOUT_S)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- state -----------------------------------------------------------------------------------
-
-    @property
-    def ae_title(self) -> str:
-        """Our AE title."""
-        return self._ae_title
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The (host, port) we listen on; raises `RuntimeError` before `start`."""
-        if self._server is None:
-            msg = "the worklist SCP is not running: call start() first"
-            raise RuntimeError(msg)
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    @property
-    def port(self) -> int:
-        """The port we listen on (the OS-chosen one if created with ``port=0``)."""
-        return self.address[1]
 
     @property
     def items(self) -> list[Dataset]:
