@@ -293,11 +293,18 @@ class Forwarder:
             answered.add(outcome.source)
             events.extend(self._record(entry, outcome))
 
-        report = sender.send(list(batch), study=self.monitor.study, progress=on_outcome)
-        for outcome in report:  # outcomes the progress callback did not see
-            if outcome.source not in answered and outcome.source in batch:
-                answered.add(outcome.source)
-                events.extend(self._record(batch[outcome.source], outcome))
+        for paths, day, numbers in _by_assignment(batch):
+            report = sender.send(
+                paths,
+                study=self.monitor.study,
+                progress=on_outcome,
+                day=day,
+                instance_numbers=numbers,
+            )
+            for outcome in report:  # outcomes the progress callback did not see
+                if outcome.source not in answered and outcome.source in batch:
+                    answered.add(outcome.source)
+                    events.extend(self._record(batch[outcome.source], outcome))
         for path, entry in batch.items():
             if path not in answered:
                 self._retry_or_fail(
@@ -308,6 +315,10 @@ class Forwarder:
 
     def _record(self, entry: JournalEntry, outcome: FileOutcome) -> list[ForwardEvent]:
         events: list[ForwardEvent] = []
+        if outcome.assigned is not None and entry.assigned is None:
+            entry = self.journal.assign(
+                self.monitor.name, entry.path, outcome.assigned, now=self._clock()
+            )
         if outcome.ok:
             uids = (outcome.sop_instance_uid,) if outcome.sop_instance_uid else ()
             sent = self.journal.mark_sent(
@@ -511,6 +522,31 @@ class Forwarder:
     def _solved(self, cause: str) -> None:
         if self._problems.pop(cause, None) is not None:
             _LOGGER.info("%s: solved: %s", self.monitor.name, cause)
+
+
+def _by_assignment(
+    batch: dict[Path, JournalEntry],
+) -> list[tuple[list[Path], dt.date | None, dict[Path, int]]]:
+    """The files of a batch by the day their first conversion assigned (``None``: not yet).
+
+    A retry makes the objects the first attempt made: the same day and Instance Number, one
+    send per day (a day's study is the day's).
+    """
+    by_day: dict[dt.date | None, list[Path]] = {}
+    for path, entry in batch.items():
+        by_day.setdefault(entry.assigned.day if entry.assigned else None, []).append(path)
+    return [
+        (
+            paths,
+            day,
+            {
+                path: assigned.instance_number
+                for path in paths
+                if (assigned := batch[path].assigned) is not None
+            },
+        )
+        for day, paths in by_day.items()
+    ]
 
 
 def _move_with_reason(source: Path, target: Path, reason: str) -> None:
