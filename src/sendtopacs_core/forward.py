@@ -293,7 +293,8 @@ class Forwarder:
             answered.add(outcome.source)
             events.extend(self._record(entry, outcome))
 
-        for paths, day, numbers in _by_assignment(batch):
+        today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).astimezone().date()
+        for paths, day, numbers in _by_assignment(batch, today):
             report = sender.send(
                 paths,
                 study=self.monitor.study,
@@ -525,16 +526,16 @@ class Forwarder:
 
 
 def _by_assignment(
-    batch: dict[Path, JournalEntry],
-) -> list[tuple[list[Path], dt.date | None, dict[Path, int]]]:
-    """The files of a batch by the day their first conversion assigned (``None``: not yet).
+    batch: dict[Path, JournalEntry], today: dt.date
+) -> list[tuple[list[Path], dt.date, dict[Path, int]]]:
+    """The files of a batch by the day their first conversion assigned (``today``: not yet).
 
     A retry makes the objects the first attempt made: the same day and Instance Number, one
     send per day (a day's study is the day's).
     """
-    by_day: dict[dt.date | None, list[Path]] = {}
+    by_day: dict[dt.date, list[Path]] = {}
     for path, entry in batch.items():
-        by_day.setdefault(entry.assigned.day if entry.assigned else None, []).append(path)
+        by_day.setdefault(entry.assigned.day if entry.assigned else today, []).append(path)
     return [
         (
             paths,
