@@ -35,6 +35,7 @@ from typing import Final
 
 import attrs
 
+from sendtopacs_core.identity import by_assigned_day
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
 from sendtopacs_core.model import Device
 from sendtopacs_core.monitor import MonitorRule
@@ -294,7 +295,8 @@ class Forwarder:
             events.extend(self._record(entry, outcome))
 
         today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).astimezone().date()
-        for paths, day, numbers in _by_assignment(batch, today):
+        assigned = {path: entry.assigned for path, entry in batch.items()}
+        for paths, day, numbers in by_assigned_day(assigned, today):
             report = sender.send(
                 paths,
                 study=self.monitor.study,
@@ -523,31 +525,6 @@ class Forwarder:
     def _solved(self, cause: str) -> None:
         if self._problems.pop(cause, None) is not None:
             _LOGGER.info("%s: solved: %s", self.monitor.name, cause)
-
-
-def _by_assignment(
-    batch: dict[Path, JournalEntry], today: dt.date
-) -> list[tuple[list[Path], dt.date, dict[Path, int]]]:
-    """The files of a batch by the day their first conversion assigned (``today``: not yet).
-
-    A retry makes the objects the first attempt made: the same day and Instance Number, one
-    send per day (a day's study is the day's).
-    """
-    by_day: dict[dt.date, list[Path]] = {}
-    for path, entry in batch.items():
-        by_day.setdefault(entry.assigned.day if entry.assigned else today, []).append(path)
-    return [
-        (
-            paths,
-            day,
-            {
-                path: assigned.instance_number
-                for path in paths
-                if (assigned := batch[path].assigned) is not None
-            },
-        )
-        for day, paths in by_day.items()
-    ]
 
 
 def _move_with_reason(source: Path, target: Path, reason: str) -> None:

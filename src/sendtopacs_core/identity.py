@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Final
 
 import attrs
@@ -39,6 +40,7 @@ from sendtopacs_core.model import Study, TagPattern
 
 __all__ = [
     "Assignment",
+    "by_assigned_day",
     "dataset_digest",
     "is_days_study",
     "resolved_study_date",
@@ -66,6 +68,26 @@ class Assignment:
 
     day: dt.date
     instance_number: int = attrs.field(validator=attrs.validators.ge(1))
+
+
+def by_assigned_day(
+    assigned: Mapping[Path, Assignment | None], today: dt.date
+) -> list[tuple[list[Path], dt.date, dict[Path, int]]]:
+    """Files by the day their first conversion assigned (``today`` for those not converted
+    yet), with the Instance Numbers assigned: one send per day, since a day's study is the
+    day's, each making the objects the first attempt made.
+    """
+    by_day: dict[dt.date, list[Path]] = {}
+    for path, made in assigned.items():
+        by_day.setdefault(made.day if made else today, []).append(path)
+    return [
+        (
+            paths,
+            day,
+            {path: made.instance_number for path in paths if (made := assigned[path]) is not None},
+        )
+        for day, paths in by_day.items()
+    ]
 
 
 def is_days_study(study: Study) -> bool:
