@@ -15,7 +15,8 @@ Rules (A <- B means B may import A):
 - The core never imports the adapters. The upper layers are used only from above: ``convert``
   by ``forward``/``journal``/``testing``; ``net`` by ``forward``/``journal``/``testing``;
   ``journal`` by ``forward``/``testing``; ``forward`` by ``testing`` (the package
-  ``__init__`` may re-export any of them).
+  ``__init__`` may re-export any of them); ``convert`` may use ``net.matching`` and
+  ``net.querier`` (file names matched in the worklist).
 - ``net/`` uses from the core only ``errors``, ``_vr``, ``_version``, ``model``, ``uids``,
   ``identity``, ``charset``, ``tags`` and ``request_items``; except ``net/sender.py``, which
   orchestrates one send and may also use ``settings`` and ``convert`` (non-DICOM inputs are
@@ -77,6 +78,10 @@ UPPER_LAYERS: Final[dict[str, tuple[str, ...]]] = {
     f"{CORE}.forward": (f"{CORE}.testing",),
     f"{CORE}.testing": (),
 }
+
+#: The exception: ``convert`` matches file names in the worklist (``non_dicom.parse_file_name``)
+#: with these, imported when the settings ask for it.
+CONVERT_MAY_USE_FROM_NET: Final = (f"{CORE}.net.matching", f"{CORE}.net.querier")
 
 #: What ``net/`` may use from the core.
 NET_MAY_USE: Final = tuple(
@@ -292,6 +297,10 @@ def _check_import(module: Module, imp: Import) -> Iterator[str]:
                 within(imp.module, layer)
                 and not within(module.name, layer)
                 and not any(within(module.name, user) for user in users)
+                and not (
+                    module.name == f"{CORE}.convert"
+                    and any(within(imp.module, place) for place in CONVERT_MAY_USE_FROM_NET)
+                )
             ):
                 who = ", ".join(users) or "nothing else in the core"
                 yield f"{layer} is used only by {who} (found {imp.module})"

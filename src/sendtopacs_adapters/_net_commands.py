@@ -149,12 +149,8 @@ def cmd_send(context: Context) -> int:
     study = study_from(args) if given else None
     from_worklist = study_from_worklist(context, settings, study or Study())
     study = from_worklist or study
-    querier = None
-    automatic = settings.non_dicom.parse_file_name or settings.dicom.parse_dicom_for_worklist
-    if automatic and from_worklist is None and settings.worklist_devices:
-        worklist = settings.worklist_device()
-        querier = Querier(worklist, calling_ae_title=settings.main.ae_title)
-    sender = Sender(device, settings=settings, decompress=args.decompress, querier=querier)
+    # Worklist matching (file names, DICOM headers) is the core's, from the settings.
+    sender = Sender(device, settings=settings, decompress=args.decompress)
     show_bar = not args.json and args.quiet == 0 and sys.stderr.isatty()
     with _SendBar(enabled=show_bar) as bar:
         report = sender.send(args.files, study=study, progress=bar.update)

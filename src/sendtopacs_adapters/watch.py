@@ -38,7 +38,6 @@ from sendtopacs_core import (
     ForwardEvent,
     Journal,
     MonitorRule,
-    Querier,
     Settings,
     WatchMode,
 )
@@ -137,10 +136,8 @@ class _Monitor:
 
 
 def _forwarders(settings: Settings, journal: Journal) -> list[Forwarder]:
-    querier = None
-    if settings.non_dicom.parse_file_name and settings.worklist_devices:
-        querier = Querier(settings.worklist_device(), calling_ae_title=settings.main.ae_title)
-    return [Forwarder(settings, monitor, journal, querier=querier) for monitor in settings.monitors]
+    # Worklist matching (file names, DICOM headers) is the core's, from the settings.
+    return [Forwarder(settings, monitor, journal) for monitor in settings.monitors]
 
 
 def cmd_watch(context: Context) -> int:

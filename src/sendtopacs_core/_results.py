@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 from pydicom.uid import UID
 
-from sendtopacs_core.errors import ConversionError
+from sendtopacs_core.errors import ConversionError, WorklistMatchError
 
 __all__ = ["ConversionAction", "ConversionFailure", "ConversionReport", "ConvertedFile"]
 
@@ -70,10 +70,14 @@ class ConvertedFile:
 
 @attrs.frozen(kw_only=True)
 class ConversionFailure:
-    """An input that could not be converted, and why."""
+    """An input that could not be converted, and why.
+
+    ``error`` is a :class:`ConversionError`, or a :class:`WorklistMatchError` when the file's
+    name found no worklist item, or several (``non_dicom.parse_file_name``).
+    """
 
     source: Path
-    error: ConversionError
+    error: ConversionError | WorklistMatchError
 
 
 @attrs.frozen(kw_only=True)
@@ -84,8 +88,15 @@ class ConversionReport:
     """
 
     study_instance_uid: str
+    """The study of the call; empty when file names matched several worklist items (or none):
+    then each file names its own, and :attr:`study_instance_uids` lists them."""
     files: tuple[ConvertedFile, ...]
     failures: tuple[ConversionFailure, ...]
+
+    @property
+    def study_instance_uids(self) -> tuple[str, ...]:
+        """The studies of the files written, each once, in input order."""
+        return tuple(dict.fromkeys(converted.study_instance_uid for converted in self.files))
 
     @property
     def ok(self) -> bool:
@@ -99,6 +110,6 @@ class ConversionReport:
         return len(self.files)
 
     def raise_for_failures(self) -> None:
-        """Raise the first failure's :class:`ConversionError`, if any input failed."""
+        """Raise the first failure's error, if any input failed."""
         if self.failures:
             raise self.failures[0].error

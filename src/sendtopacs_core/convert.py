@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -36,6 +36,7 @@ from sendtopacs_core.errors import (
     ConversionError,
     CorruptMediaError,
     UnsupportedMediaError,
+    WorklistMatchError,
 )
 from sendtopacs_core.identity import is_days_study, resolved_study_date, study_values
 from sendtopacs_core.media.image import count_pages
@@ -44,6 +45,9 @@ from sendtopacs_core.model import Study
 from sendtopacs_core.rules import choose_iod
 from sendtopacs_core.settings import Settings
 from sendtopacs_core.uids import RECIPE_VERSION, derive_uid
+
+if TYPE_CHECKING:
+    from sendtopacs_core.net.querier import Querier
 
 __all__ = [
     "ConversionAction",
@@ -85,6 +89,9 @@ class Converter:
         are spawned.
     clock
         Returns the current time (with time zone); injected by tests.
+    querier
+        The worklist for ``non_dicom.parse_file_name``; by default the settings' default
+        worklist device (see :func:`~sendtopacs_core.net.matching.worklist_querier`).
 
     Examples
     --------
@@ -101,12 +108,14 @@ class Converter:
         *,
         workers: int = 1,
         clock: Callable[[], dt.datetime] = _now,
+        querier: Querier | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1 (found {workers})")
         self._settings = settings if settings is not None else Settings()
         self._workers = workers
         self._clock = clock
+        self._querier = querier
 
     def convert(
         self,
@@ -133,6 +142,12 @@ class Converter:
         ``progress``, when given, is called with an input and the fraction done (0 to 1)
         while a video is transcoded; videos are converted in this process.
 
+        With ``non_dicom.parse_file_name`` on and a worklist (the ``querier``, or the default
+        worklist device of the settings), each file's name finds its worklist item, whose study
+        it is converted into (one study per item); a file without exactly one matching item
+        fails with the candidates listed. A ``study`` that comes from a worklist item
+        (``from_worklist``) is used as it is.
+
         ``day`` and ``instance_numbers`` (the first Instance Number of an input, by path) replace
         what the call would assign: a retry passes what the first attempt assigned (each
         :class:`ConvertedFile` reports its ``day`` and ``instance_number``), so that it makes the
@@ -152,6 +167,16 @@ class Converter:
             item (typed patient data is refused then).
         """
         study = study if study is not None else Study()
+        querier = self._file_name_querier(study)
+        if querier is not None:
+            return self._convert_matched(
+                querier,
+                [Path(raw) for raw in paths],
+                out_dir=out_dir,
+                progress=progress,
+                day=day,
+                instance_numbers=instance_numbers,
+            )
         if self._settings.non_dicom.worklist_only and not study.from_worklist and paths:
             raise ConfigError(
                 "non_dicom.worklist_only is on: the patient and study must come from a worklist "
@@ -186,7 +211,7 @@ class Converter:
             outcome = outcomes[job.index if entry.same_as is None else entry.same_as]
             if isinstance(outcome, ConversionFailure):
                 error = outcome.error
-                if entry.same_as is not None:
+                if entry.same_as is not None and isinstance(error, ConversionError):
                     error = type(error)(job.path, error.reason)
                 failures[job.index] = ConversionFailure(source=job.path, error=error)
             elif entry.same_as is None:
@@ -197,6 +222,62 @@ class Converter:
         _LOGGER.info("converted %d file(s), %d input(s) failed", len(files), len(ordered))
         return ConversionReport(
             study_instance_uid=batch.study_instance_uid, files=tuple(files), failures=ordered
+        )
+
+    def _file_name_querier(self, study: Study) -> Querier | None:
+        """The worklist that file names are matched in, if the settings ask for it."""
+        settings = self._settings
+        if not settings.non_dicom.parse_file_name or study.from_worklist:
+            return None
+        if self._querier is not None:
+            return self._querier
+        from sendtopacs_core.net.matching import worklist_querier  # noqa: PLC0415 (pynetdicom)
+
+        worklist = settings.worklist_device() if settings.worklist_devices else None
+        return worklist_querier(
+            worklist, parse_file_name=True, parse_dicom=False, ae_title=settings.main.ae_title
+        )
+
+    def _convert_matched(
+        self,
+        querier: Querier,
+        paths: list[Path],
+        *,
+        out_dir: str | os.PathLike[str],
+        progress: Progress | None,
+        day: dt.date | None,
+        instance_numbers: Mapping[Path, int] | None,
+    ) -> ConversionReport:
+        """Each file into the study of the worklist item its name finds (one call per item)."""
+        from sendtopacs_core.net.matching import match_file_names  # noqa: PLC0415 (pynetdicom)
+
+        pattern = self._settings.non_dicom.file_name_pattern
+        groups, unmatched = match_file_names(querier, paths, pattern)
+        order = {path: index for index, path in enumerate(paths)}
+        files: list[ConvertedFile] = []
+        failures = [
+            ConversionFailure(source=path, error=WorklistMatchError(why))
+            for path, why in unmatched.items()
+        ]
+        studies: list[str] = []
+        for matched, members in groups.items():
+            report = self.convert(
+                members,
+                matched,
+                out_dir=out_dir,
+                progress=progress,
+                day=day,
+                instance_numbers=instance_numbers,
+            )
+            studies.append(report.study_instance_uid)
+            files += report.files
+            failures += report.failures
+        files.sort(key=lambda converted: (order[converted.source], converted.page))
+        failures.sort(key=lambda failure: order[failure.source])
+        return ConversionReport(
+            study_instance_uid=studies[0] if len(studies) == 1 else "",
+            files=tuple(files),
+            failures=tuple(failures),
         )
 
     # -- planning ---------------------------------------------------------------------------

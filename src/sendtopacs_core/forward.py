@@ -91,7 +91,7 @@ class Forwarder:
     sender
         Makes the :class:`~sendtopacs_core.net.sender.Sender` for a device (tests inject one).
     querier
-        The worklist for file-name matching (``non_dicom.parse_file_name``), if any.
+        The worklist for automatic matching; by default the settings' (see :class:`Sender`).
     """
 
     def __init__(

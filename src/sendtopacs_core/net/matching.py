@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+import attrs
 from pydicom.dataset import Dataset
 
 from sendtopacs_core.errors import DicomNetworkError, InvalidValueError, WorklistMatchError
@@ -32,7 +33,66 @@ __all__ = [
     "fill_from_item",
     "match_file_names",
     "match_one",
+    "pick_worklist_study",
+    "worklist_querier",
 ]
+
+
+def worklist_querier(
+    worklist: WorklistDevice | None, *, parse_file_name: bool, parse_dicom: bool, ae_title: str
+) -> Querier | None:
+    """The querier automatic matching uses, or ``None`` when no matching is asked for.
+
+    ``worklist`` is the settings' default worklist device (``None`` without one); the flags are
+    ``non_dicom.parse_file_name`` and ``dicom.parse_dicom_for_worklist``. Every adapter gets its
+    matching through :class:`Sender`, :class:`Converter` and :class:`Forwarder`, which call this
+    with their settings, so the CLI, the watcher and the API match alike.
+    """
+    if worklist is None or not (parse_file_name or parse_dicom):
+        return None
+    return Querier(worklist, calling_ae_title=ae_title)
+
+
+def pick_worklist_study(
+    querier: Querier, typed: Study, *, pick: int | None = None
+) -> tuple[Study, WorklistItem]:
+    """The study of the worklist item that the typed patient and accession number find.
+
+    The typed Patient ID, Patient's Name and Accession Number are the search keys; exactly one
+    item, or the ``pick``-th (from 1), gives the study, which keeps the typed additional info.
+    This is the one place where a study is picked from a worklist (``--worklist NAME --pick N``
+    of the CLI, ``worklist_device`` and ``pick`` of the API).
+
+    Raises
+    ------
+    WorklistMatchError
+        No item matches, several match and no ``pick`` is given (the candidates are listed,
+        and kept in ``candidates``), or ``pick`` is out of range.
+    DicomNetworkError
+        The worklist cannot be searched.
+    InvalidValueError
+        The item holds a value that a study cannot take.
+    """
+    query = WorklistQuery(
+        patient_id=typed.patient_id,
+        patient_name=typed.patient_name,
+        accession_number=typed.accession_number,
+    )
+    device = querier.device.name
+    if pick is None:
+        item = match_one(querier, query, f"worklist {device}")
+    else:
+        items = querier.find_worklist(query)
+        if not 1 <= pick <= len(items):
+            raise WorklistMatchError(
+                f"pick {pick}: the worklist {device} gave {len(items)} item(s)", tuple(items)
+            )
+        item = items[pick - 1]
+    try:
+        study = attrs.evolve(item.to_study(), additional_info=typed.additional_info)
+    except ValueError as exc:
+        raise InvalidValueError("worklist item", item.patient_id, str(exc)) from exc
+    return study, item
 
 
 def file_name_query(path: Path, pattern: str) -> WorklistQuery:

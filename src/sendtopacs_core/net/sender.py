@@ -47,8 +47,8 @@ from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.matching import (
     WorklistMatchError,
     dicom_query,
-    match_file_names,
     match_one,
+    worklist_querier,
 )
 from sendtopacs_core.net.querier import Querier
 from sendtopacs_core.settings import Settings
@@ -77,8 +77,10 @@ class Sender:
         Also decode lossy sources when the PACS accepts only uncompressed data (the device's
         ``decompress`` always sends uncompressed).
     querier
-        The worklist for automatic matching: with ``non_dicom.parse_file_name`` each non-DICOM
-        file's name finds its worklist item (and study); with ``dicom.parse_dicom_for_worklist``
+        The worklist for automatic matching (by default the settings' default worklist device,
+        when ``non_dicom.parse_file_name`` or ``dicom.parse_dicom_for_worklist`` is on): with
+        ``non_dicom.parse_file_name`` each non-DICOM file's name finds its worklist item (and
+        study); with ``dicom.parse_dicom_for_worklist``
         each DICOM file's header does, and the item fills the copy's empty patient and study
         attributes (all of them with ``dicom.replace_with_worklist``). A file without exactly
         one matching item is not sent, and its outcome lists the candidates.
@@ -97,6 +99,15 @@ class Sender:
         self.settings = settings if settings is not None else Settings()
         self.calling_ae_title = calling_ae_title or self.settings.main.ae_title
         self.decompress = decompress
+        if querier is None:
+            settings = self.settings
+            worklist = settings.worklist_device() if settings.worklist_devices else None
+            querier = worklist_querier(
+                worklist,
+                parse_file_name=settings.non_dicom.parse_file_name,
+                parse_dicom=settings.dicom.parse_dicom_for_worklist,
+                ae_title=self.calling_ae_title,
+            )
         self.querier = querier
 
     def echo(self) -> float:
@@ -228,23 +239,7 @@ class Sender:
         record: Callable[[tuple[int, int], FileOutcome], None],
         assign: _Assign,
     ) -> list[Delivery]:
-        if self.querier is not None and self.settings.non_dicom.parse_file_name:
-            indexes = {path: index for index, path in inputs}
-            groups, unmatched = match_file_names(
-                self.querier,
-                [path for _, path in inputs],
-                self.settings.non_dicom.file_name_pattern,
-            )
-            for path, why in unmatched.items():
-                record((indexes[path], 0), _failed(path, f"not converted: {why}"))
-            deliveries: list[Delivery] = []
-            for number, (matched, members) in enumerate(groups.items()):
-                pairs = [(indexes[path], path) for path in members]
-                deliveries += self._convert_for(
-                    pairs, matched, temp / f"converted-{number}", record, assign
-                )
-            return deliveries
-        if study is None:
+        if study is None and self._name_querier() is None:
             for index, path in inputs:
                 record(
                     (index, 0),
@@ -253,10 +248,14 @@ class Sender:
             return []
         return self._convert_for(inputs, study, temp / "converted", record, assign)
 
+    def _name_querier(self) -> Querier | None:
+        """The worklist file names are matched in (``non_dicom.parse_file_name``), if any."""
+        return self.querier if self.settings.non_dicom.parse_file_name else None
+
     def _convert_for(
         self,
         inputs: Sequence[tuple[int, Path]],
-        study: Study,
+        study: Study | None,
         out_dir: Path,
         record: Callable[[tuple[int, int], FileOutcome], None],
         assign: _Assign,
@@ -265,7 +264,7 @@ class Sender:
 
         indexes = {path: index for index, path in inputs}
         try:
-            report = Converter(self.settings).convert(
+            report = Converter(self.settings, querier=self._name_querier()).convert(
                 [path for _, path in inputs],
                 study,
                 out_dir=out_dir,
@@ -277,7 +276,9 @@ class Sender:
                 record((index, 0), _failed(path, f"not converted: {exc}"))
             return []
         for failure in report.failures:
-            record((indexes[failure.source], 0), _failed(failure.source, str(failure.error)))
+            why = failure.error
+            message = f"not converted: {why}" if isinstance(why, WorklistMatchError) else str(why)
+            record((indexes[failure.source], 0), _failed(failure.source, message))
         deliveries = []
         for converted in report.files:
             if (made := _assigned(converted)) is not None:
