@@ -35,6 +35,7 @@ from _bench import (
     NO_SETTINGS,
     BenchmarkError,
     Comparison,
+    Kind,
     Sample,
     Side,
     add_common_options,
@@ -241,6 +242,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
     n = min(args.parallel, args.count)
     out = work / "out"
     comparisons: list[Comparison] = []
+    ratio_kind: Kind
     for kind, files in (("JPEG", jpegs), ("PNG", pngs)):
         for parts in ([list(files)], slices(files, n)):
             shape = f"{len(parts)} vs {len(parts)}"
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     peer,
                     runs=args.runs,
                     state="cold",
-                    kind=ratio_kind,  # type: ignore[arg-type]
+                    kind=ratio_kind,
                     amount=len(files),
                     unit="files",
                     goal=goal,
