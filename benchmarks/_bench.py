@@ -233,7 +233,8 @@ def compare(
     goal: float | None = None,
 ) -> Comparison:
     """Run ours and the peer ``runs`` times each, interleaved: ours, peer, ours, peer..."""
-    if ours.processes != peer.processes and ours.associations != peer.associations:
+    same_associations = ours.associations is not None and ours.associations == peer.associations
+    if ours.processes != peer.processes and not same_associations:
         raise BenchmarkError(f"{name}: unequal sides ({ours.shape} against {peer.shape})")
     print(f"{name} ({state}; {ours.shape} / {peer.shape}; {runs} run(s), interleaved):", flush=True)
     ours_samples: list[Sample] = []
