@@ -1,7 +1,8 @@
 """The project's command surface: ``nox`` runs lint, typecheck, tests and docs (what CI runs).
 
 Other sessions: ``nox -s interop`` (only the tests against DCMTK, dicom3tools and Orthanc) and
-``nox -s benchmark`` (``benchmarks/bench_convert.py``; arguments after ``--`` are passed on).
+``nox -s benchmark`` (every ``benchmarks/bench_*.py``, or those named after ``--``; the other
+arguments after ``--`` are passed on to each, e.g. ``nox -s benchmark -- send --runs 7``).
 Dependencies come from the PEP 735 groups in ``pyproject.toml`` (``[dependency-groups]``).
 """
 
@@ -85,8 +86,27 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *site, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
+BENCHMARKS = ("convert", "send", "worklist", "watch", "api", "video")
+
+
 @nox.session
 def benchmark(session: nox.Session) -> None:
-    """Conversion throughput against img2dcm and the decode floor (see docs/performance.md)."""
+    """Like-for-like benchmarks against DCMTK, ffmpeg, cp and the library (performance.md).
+
+    All of them, or those named in the arguments (``convert``,
+    ``send``, ``worklist``, ``watch``, ``api``, ``video``); other arguments (``--runs 7``,
+    ``--smoke``, ``--check``...) go to each. Each report is also written to
+    ``.nox/benchmark/tmp/<name>.md``.
+    """
     _install(session)
-    session.run("python", "benchmarks/bench_convert.py", *session.posargs)
+    names = [arg for arg in session.posargs if arg in BENCHMARKS]
+    options = [arg for arg in session.posargs if arg not in BENCHMARKS]
+    results = Path(session.create_tmp())
+    for name in names or BENCHMARKS:
+        session.run(
+            "python",
+            f"benchmarks/bench_{name}.py",
+            "--markdown",
+            str(results / f"{name}.md"),
+            *options,
+        )

@@ -1,4 +1,4 @@
-"""Throughput and latency of the HTTP API (``sendtopacs serve``) against the CLI.
+"""Throughput and latency of the HTTP API (``sendtopacs serve``) against the library and the CLI.
 
 One real ``sendtopacs serve`` (uvicorn) on a free loopback port, its device ``pacs`` a DCMTK
 ``storescp --ignore --fork +xa`` (``TCP_NODELAY=1``; every transfer syntax, so JPEG photos go
@@ -6,23 +6,29 @@ as they are) on 127.0.0.1:
 
 (a) requests/s and p50/p95 latency of authenticated ``POST /api/v1/echo/pacs`` (one C-ECHO
     association each) and ``GET /api/v1/health``, from ``--clients`` threads each with its own
-    keep-alive ``httpx.Client``, for ``--seconds`` seconds each;
-(b) the wall time to convert and send a 10-file upload (5 photo-like JPEGs of about 1 MB and
-    5 PDFs) with ``POST /api/v1/send/pacs`` (client side: upload, conversion, C-STORE, answer)
-    against ``sendtopacs send FILES --to pacs --patient-id X`` (a child process: start-up,
-    conversion, C-STORE); medians of ``--runs`` runs. Goal: the API at most 1.2x the CLI.
+    keep-alive ``httpx.Client``, for ``--seconds`` seconds each (no peer; issue 7 asks for
+    the figure);
+(b) a 10-file upload (5 photo-like JPEGs of about 1 MB and 5 PDFs) converted and sent, like
+    with like, ``--runs`` runs interleaved:
 
-Run ``python benchmarks/bench_api.py [--clients N] [--seconds S] [--runs N] [--markdown PATH]
-[--check]``; it needs the project installed and DCMTK (``apt-get install dcmtk``).
+    - warm against warm (the goal's row): ``POST /api/v1/send/pacs`` to the running server
+      (client side: upload, conversion, C-STORE, answer) against the same work done by the
+      library (``Sender(device, settings).send(files, study=...)``) in a running Python
+      process; both have done it once before the first measured run;
+    - cold against cold: ``sendtopacs serve`` started, the same request, until its answer,
+      against ``sendtopacs send FILES --to pacs --patient-id X`` (start-up included).
+
+    Goal (issue 7): the API at most 1.2x the time of the same work without it.
+
+Run ``python benchmarks/bench_api.py [--clients N] [--seconds S] [--runs N] [--smoke]
+[--markdown PATH] [--workdir DIR] [--check]``; it needs the project installed and DCMTK.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
-import signal
+import json
 import statistics
 import subprocess
 import sys
@@ -40,8 +46,29 @@ from PIL import Image
 from pypdf import PdfWriter
 
 import sendtopacs_core as stp
-from bench_convert import BenchmarkError, run_in_workdir, run_measured
-from bench_send import CALLED_AET, _free_port, _nodelay_env, find_dcmtk
+from _bench import (
+    CALLED_AET,
+    BenchmarkError,
+    Comparison,
+    Sample,
+    Side,
+    add_common_options,
+    all_met,
+    check_cli,
+    check_runs,
+    compare,
+    comparison_table,
+    finish,
+    free_port,
+    machine_line,
+    run_in_workdir,
+    run_streams,
+    sendtopacs_argv,
+    stop,
+    storescp,
+    tree_pids,
+    vm_hwm_kib,
+)
 
 USER: Final = "bench"
 PASSWORD: Final = "bench-Pw#2024!x"  # noqa: S105 (a throwaway password for the benchmark)
@@ -49,20 +76,35 @@ PATIENT_ID: Final = "BENCHAPI"
 RATIO_GOAL: Final = 1.2  # API time <= 1.2 x the CLI's, 10-file upload
 PHOTOS: Final = 5
 PDFS: Final = 5
+SMOKE_FILES: Final = 2  # of each kind
+
+#: The same work as ``POST /send/pacs`` by the library, in a warm process: one send per line.
+LIBRARY_SCRIPT: Final = """\
+import json, sys
+from pathlib import Path
+import sendtopacs_core as stp
+settings = stp.Settings.load(sys.argv[1])
+device = settings.device("pacs")
+study = stp.Study(patient_id=sys.argv[2])
+files = [Path(name) for name in sys.argv[3:]]
+for _line in sys.stdin:
+    report = stp.Sender(device, settings=settings).send(files, study=study)
+    print(json.dumps({"ok": report.ok, "sent": len(report.sent)}), flush=True)
+"""
 SEED: Final = 20240601
 
 
 # --- inputs ---------------------------------------------------------------------------------
 
 
-def make_inputs(folder: Path) -> list[Path]:
-    """5 photo-like JPEGs (about 1 MB, 2048x1536, quality 90) and 5 PDFs (3 pages each)."""
+def make_inputs(folder: Path, photos: int = PHOTOS, pdfs: int = PDFS) -> list[Path]:
+    """Photo-like JPEGs (about 1 MB, 2048x1536, quality 90) and PDFs (3 pages each)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)
     rows, columns = 1536, 2048
     y, x = np.mgrid[0:rows, 0:columns]
     paths = []
-    for index in range(PHOTOS):
+    for index in range(photos):
         base = np.stack(
             [
                 (x * 255 // columns + index * 20) % 256,
@@ -76,7 +118,7 @@ def make_inputs(folder: Path) -> list[Path]:
         path = folder / f"photo-{index}.jpg"
         Image.fromarray(pixels, "RGB").save(path, "JPEG", quality=90)
         paths.append(path)
-    for index in range(PDFS):
+    for index in range(pdfs):
         writer = PdfWriter()
         for _page in range(3):
             writer.add_blank_page(width=595, height=842)
@@ -87,38 +129,6 @@ def make_inputs(folder: Path) -> list[Path]:
         path.write_bytes(buffer.getvalue())
         paths.append(path)
     return paths
-
-
-# --- the peers -----------------------------------------------------------------------------
-
-
-@contextmanager
-def storescp(work: Path) -> Iterator[int]:
-    """``TCP_NODELAY=1 storescp --ignore --fork +xa`` (JPEG too) on a free port; its port."""
-    binary, echoscu = find_dcmtk("storescp"), find_dcmtk("echoscu")
-    port = _free_port()
-    argv = [
-        str(binary), "--fork", "--ignore", "+xa", "-aet", CALLED_AET, "-od", str(work), str(port),
-    ]  # fmt: skip
-    with (work / "storescp.log").open("wb") as log:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_nodelay_env(True)
-        )
-    try:
-        deadline = time.monotonic() + 15
-        echo = [str(echoscu), "-aec", CALLED_AET, "-to", "2", "127.0.0.1", str(port)]
-        while subprocess.run(echo, capture_output=True, check=False).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise BenchmarkError(f"storescp did not start: see {work / 'storescp.log'}")
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -138,10 +148,15 @@ def write_settings(path: Path, *, api_port: int, pacs_port: int, temp: Path) -> 
     settings.dump(path)
 
 
+def tree_peak_kib(pid: int) -> int:
+    """The sum of the peak RSS so far of ``pid`` and its living descendants."""
+    return sum(vm_hwm_kib(member) for member in tree_pids(pid))
+
+
 @contextmanager
-def serve(settings: Path, port: int, log: Path) -> Iterator[str]:
-    """``sendtopacs serve`` until the block ends (SIGTERM); yields its base URL."""
-    argv = [sys.executable, "-m", "sendtopacs_adapters", "--settings", str(settings), "serve"]
+def serve(settings: Path, port: int, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``sendtopacs serve`` until the block ends (SIGTERM); yields its base URL and process."""
+    argv = sendtopacs_argv("--settings", str(settings), "serve")
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
@@ -155,15 +170,10 @@ def serve(settings: Path, port: int, log: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            time.sleep(0.1)
-        yield base
+            time.sleep(0.02)
+        yield base, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 # --- (a) request rate -----------------------------------------------------------------------
@@ -243,28 +253,120 @@ def api_send_once(base: str, files: Sequence[Path]) -> float:
     return wall
 
 
-def cli_send_once(settings: Path, files: Sequence[Path], log: Path) -> float:
-    argv = [
-        sys.executable, "-m", "sendtopacs_adapters", "--settings", str(settings), "send",
-        *map(str, files), "--to", "pacs", "--patient-id", PATIENT_ID, "-q",
-    ]  # fmt: skip
-    wall, _rss = run_measured(argv, log=log)
-    return wall
+class WarmLibrary:
+    """A running Python process that does the API's send with the library, once per line."""
+
+    def __init__(self, settings: Path, files: Sequence[Path], log: Path) -> None:
+        self.files = files
+        self._err = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LIBRARY_SCRIPT, str(settings), PATIENT_ID, *map(str, files)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            bufsize=1,
+        )
+
+    def send(self) -> float:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        began = time.perf_counter()
+        self.proc.stdin.write("send\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        wall = time.perf_counter() - began
+        try:
+            document = json.loads(line)
+        except ValueError:
+            raise BenchmarkError(f"the library process stopped: see {self._err.name}") from None
+        if not document["ok"] or document["sent"] != len(self.files):
+            raise BenchmarkError(f"the library sent {document['sent']} of {len(self.files)}")
+        return wall
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        stop(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._err.close()
+
+
+def warm_comparison(
+    base: str, server: subprocess.Popen[bytes], settings: Path, files: Sequence[Path],
+    work: Path, *, runs: int,
+) -> Comparison:  # fmt: skip
+    library = WarmLibrary(settings, files, work / "library.log")
+    try:
+        api_send_once(base, files)  # both warm: each has done the work once
+        library.send()
+        return compare(
+            f"{len(files)}-file upload, warm vs warm",
+            Side(
+                "POST /api/v1/send/pacs to a running serve",
+                1,
+                lambda _i: Sample(api_send_once(base, files), tree_peak_kib(server.pid)),
+            ),
+            Side(
+                "the library's Sender in a running process",
+                1,
+                lambda _i: Sample(library.send(), tree_peak_kib(library.proc.pid)),
+            ),
+            runs=runs,
+            state="warm",
+            kind="time",
+            amount=len(files),
+            unit="files",
+            goal=RATIO_GOAL,
+        )
+    finally:
+        library.close()
+
+
+def cold_comparison(
+    settings: Path, api_port: int, files: Sequence[Path], work: Path, runs: int
+) -> Comparison:
+    def serve_once(index: int) -> Sample:
+        began = time.perf_counter()
+        with serve(settings, api_port, work / f"serve-cold-{index}.log") as (base, proc):
+            api_send_once(base, files)
+            wall = time.perf_counter() - began
+            return Sample(wall, tree_peak_kib(proc.pid))
+
+    def cli_once(index: int) -> Sample:
+        argv = sendtopacs_argv(
+            "--settings", str(settings), "send", *map(str, files), "--to", "pacs",
+            "--patient-id", PATIENT_ID, "-q",
+        )  # fmt: skip
+        return run_streams([argv], work / "logs", f"cli-{index}")
+
+    return compare(
+        f"{len(files)}-file upload, cold vs cold",
+        Side("sendtopacs serve started + POST /api/v1/send/pacs", 1, serve_once),
+        Side("sendtopacs send FILES --to pacs", 1, cli_once),
+        runs=runs,
+        state="cold",
+        kind="time",
+        amount=len(files),
+        unit="files",
+        goal=None,
+    )
 
 
 # --- main -----------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
-    files = make_inputs(work / "inputs")
-    photo_mb = statistics.mean(path.stat().st_size for path in files[:PHOTOS]) / 1e6
-    received = work / "received"
-    received.mkdir(exist_ok=True)
+    check_cli("serve")
+    count = SMOKE_FILES if args.smoke else None
+    files = make_inputs(work / "inputs", *((count, count) if count else ()))
+    photos = [path for path in files if path.suffix == ".jpg"]
+    photo_mb = statistics.mean(path.stat().st_size for path in photos) / 1e6
     settings = work / "settings.json"
-    api_port = _free_port()
-    with storescp(received) as pacs_port:
+    api_port = free_port()
+    with storescp(work, "+xa") as pacs_port:
         write_settings(settings, api_port=api_port, pacs_port=pacs_port, temp=work / "temp")
-        with serve(settings, api_port, work / "serve.log") as base:
+        with serve(settings, api_port, work / "serve.log") as (base, server):
             print(f"measuring requests/s with {args.clients} clients ...", flush=True)
             loads = [
                 load(
@@ -282,27 +384,17 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     seconds=args.seconds,
                 ),
             ]
-            print("measuring the 10-file upload ...", flush=True)
-            api_walls, cli_walls = [], []
-            for run_index in range(args.runs):
-                api_walls.append(api_send_once(base, files))
-                cli_walls.append(cli_send_once(settings, files, work / f"cli-{run_index}.log"))
-                print(
-                    f"    run {run_index + 1}: API {api_walls[-1]:.2f} s, "
-                    f"CLI {cli_walls[-1]:.2f} s",
-                    flush=True,
-                )
-    api_s, cli_s = statistics.median(api_walls), statistics.median(cli_walls)
-    ratio = api_s / cli_s
-    met = ratio <= RATIO_GOAL
+            warm = warm_comparison(base, server, settings, files, work, runs=args.runs)
+        cold = cold_comparison(settings, api_port, files, work, args.runs)
+    comparisons = [warm, cold]
     lines = [
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, httpx {httpx.__version__}; server: `sendtopacs serve` "
-        f"(uvicorn, HTTP/1.1, no TLS) on 127.0.0.1; PACS: TCP_NODELAY=1 storescp --ignore "
-        f"--fork +xa on 127.0.0.1.",
+        machine_line(
+            f"httpx {httpx.__version__}; server: `sendtopacs serve` (uvicorn, HTTP/1.1, no "
+            "TLS) on 127.0.0.1; PACS: TCP_NODELAY=1 storescp --ignore --fork +xa on 127.0.0.1"
+        ),
         "",
         f"**Request rate** ({args.clients} clients, keep-alive, Basic auth, "
-        f"{args.seconds:g} s each)",
+        f"{args.seconds:g} s each; no peer)",
         "",
         "| request | requests | req/s | p50 ms | p95 ms |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -312,50 +404,33 @@ def run(args: argparse.Namespace, work: Path) -> int:
             for item in loads
         ),
         "",
-        f"**10-file upload** ({PHOTOS} JPEG photos of {photo_mb:.1f} MB, {PDFS} PDFs; convert "
-        f"and send; median of {args.runs})",
+        f"**{len(files)}-file upload** ({len(photos)} JPEG photos of {photo_mb:.1f} MB, "
+        f"{len(files) - len(photos)} PDFs; convert and send). Peak RSS of a warm side: the "
+        "process's VmHWM (with its children) after each run.",
         "",
-        "| command | wall s (median) | runs (s) |",
-        "| --- | ---: | --- |",
-        f"| `POST /api/v1/send/pacs` (client side) | {api_s:.2f} "
-        f"| {', '.join(f'{wall:.2f}' for wall in api_walls)} |",
-        f"| `sendtopacs send FILES --to pacs --patient-id X` | {cli_s:.2f} "
-        f"| {', '.join(f'{wall:.2f}' for wall in cli_walls)} |",
-        "",
-        f"- API / CLI: {ratio:.2f}x (goal <= {RATIO_GOAL}x: {'met' if met else 'NOT met'})",
-        "",
-        "Rerun: `python benchmarks/bench_api.py "
-        f"--clients {args.clients} --seconds {args.seconds:g} --runs {args.runs} "
-        "--markdown PATH`",
-        "",
+        *comparison_table(comparisons),
+        f"Goal (issue 7): the API at most {RATIO_GOAL:g}x the time of the same work without it; "
+        "judged on the warm vs warm row.",
     ]
-    report = "\n".join(lines)
-    print()
-    print(report)
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
-        print(f"written to {args.markdown}")
-    return 1 if args.check and not met else 0
+    return finish(args, lines, all_met(comparisons))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
-    parser.add_argument("--runs", type=int, default=5, help="runs of the upload (median)")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the report here")
-    parser.add_argument("--workdir", type=Path, metavar="DIR", help="work here (kept)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the goal is not met")
+    add_common_options(parser)
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0 or args.runs < 1:
-        parser.error("--clients and --runs must be at least 1, --seconds positive")
+    check_runs(parser, args)
+    if args.smoke:
+        args.clients, args.seconds = 2, 0.5
+    if args.clients < 1 or args.seconds <= 0:
+        parser.error("--clients must be at least 1, --seconds positive")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_in_workdir(run, args, "bench_api")
+    return run_in_workdir(run, parse_args(argv), "bench_api")
 
 
 if __name__ == "__main__":

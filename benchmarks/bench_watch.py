@@ -15,15 +15,18 @@ monitor on a temporary folder, ``remove_sent`` true, its own ``--journal``):
   which is part of the latency by design (a file must stay unchanged that long before it is
   taken), and, for information, native mode with ``settle_s`` 0. Goals (the issue):
   p95 <= 1 s native, p95 <= interval + 1 s polling.
-- throughput, a 1000-file drop: the same kind of files copied at once into the folder of a
-  running watcher (native, then polling), timed from the last file's close to the
-  ``time`` of the last ``sent`` event; against DCMTK ``storescu`` (``TCP_NODELAY=1``, all files
-  in one association, ``+sd``) sending the same files, and ``sendtopacs watch --once`` on the
-  same files already settled in the folder (a whole process: start-up included).
+- throughput of a 1000-file drop, like with like: ``sendtopacs watch --once`` on the files
+  already settled in the folder (one process, one association) against DCMTK ``storescu``
+  (``TCP_NODELAY=1``, one process, one association) sending the same files; both cold (every
+  run starts the command: start-up included), ``--runs`` runs interleaved, the ratio the
+  median of the per-run ratios. No goal (issue 6 asks for the figure).
+- for information, without a peer (no peer runs warm): the same drop copied into the folder
+  of a running watcher (native, then polling), timed from the last file's close to the
+  ``time`` of the last ``sent`` event.
 
 Run ``python benchmarks/bench_watch.py [--latency-files N] [--drop N] [--runs N]
-[--settle S] [--markdown PATH] [--workdir DIR] [--check]``; it needs the project installed
-and DCMTK (``apt-get install dcmtk``).
+[--settle S] [--smoke] [--markdown PATH] [--workdir DIR] [--check]``; it needs the project
+installed and DCMTK (``apt-get install dcmtk``).
 """
 
 from __future__ import annotations
@@ -33,8 +36,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import os
-import platform
 import queue
 import shutil
 import signal
@@ -54,8 +55,29 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
-from bench_convert import BenchmarkError, run_in_workdir, run_measured
-from bench_send import CALLED_AET, CALLING_AET, dcmtk_command, find_dcmtk, storescp
+from _bench import (
+    CALLED_AET,
+    CALLING_AET,
+    BenchmarkError,
+    Comparison,
+    Sample,
+    Side,
+    add_common_options,
+    all_met,
+    check_cli,
+    check_runs,
+    compare,
+    comparison_table,
+    dcmtk_version,
+    find_dcmtk,
+    finish,
+    machine_line,
+    nodelay_env,
+    run_in_workdir,
+    run_streams,
+    sendtopacs_argv,
+    storescp,
+)
 
 SIDE: Final = 160  # 160x160x16 bit: 51,200 bytes of pixels
 SEED: Final = 20240601
@@ -167,10 +189,9 @@ def write_settings(
 
 
 def watch_argv(settings: Path, journal: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable, "-m", "sendtopacs_adapters", "--settings", str(settings), "watch",
-        "--json", "--journal", str(journal), *extra,
-    ]  # fmt: skip
+    return sendtopacs_argv(
+        "--settings", str(settings), "watch", "--json", "--journal", str(journal), *extra
+    )
 
 
 class Watcher:
@@ -452,12 +473,10 @@ def measure_drop(
     )
 
 
-def measure_once(
-    work: Path, port: int, files: Sequence[Path], *, settle_s: float, runs: int
-) -> Throughput:
-    """``sendtopacs watch --once`` on the files, already settled in the folder."""
-    label = "sendtopacs watch --once (1 process)"
-    print(f"throughput: {label} ({len(files)} files, {runs} run(s)) ...", flush=True)
+def compare_once(
+    work: Path, port: int, files: Sequence[Path], *, settle_s: float, runs: int, storescu: Path
+) -> Comparison:
+    """``sendtopacs watch --once`` on the settled files against storescu on the same files."""
     base = work / "once"
     if base.exists():
         shutil.rmtree(base)
@@ -467,34 +486,46 @@ def measure_once(
     write_settings(
         settings, folder=folder, port=port, mode="native", interval_s=30, settle_s=settle_s
     )
-    walls = []
-    for run in range(runs):
+    logs = work / "logs"
+
+    def prepare(_index: int) -> None:
         for source in files:
             shutil.copyfile(source, folder / source.name)
         time.sleep(settle_s + 0.2)  # settled: the command needs not wait for them
-        log = base / f"run{run}.log"
-        wall, _ = run_measured(watch_argv(settings, journal, "--once"), log=log)
-        text = log.read_text(encoding="utf-8", errors="replace")
+
+    def run_once(index: int) -> Sample:
+        return run_streams([watch_argv(settings, journal, "--once")], logs, f"once-{index}")
+
+    def check(index: int) -> None:
+        text = (logs / f"once-{index}-0.log").read_text(encoding="utf-8", errors="replace")
         sent = text.count('"event": "sent"')
         if sent != len(files) or any(folder.iterdir()):
             raise BenchmarkError(f"--once sent {sent} of {len(files)} files:\n{text[-2000:]}")
-        walls.append(wall)
-        print(f"    run {run + 1}: {wall:.2f} s", flush=True)
-    return Throughput(label, len(files), tuple(walls), note="start-up included")
 
+    def run_storescu(index: int) -> Sample:
+        argv = [
+            str(storescu), "-aet", CALLING_AET, "-aec", CALLED_AET, "127.0.0.1", str(port),
+            *map(str, files),
+        ]  # fmt: skip
+        return run_streams([argv], logs, f"storescu-{index}", env=nodelay_env(True))
 
-def measure_storescu(
-    work: Path, port: int, folder: Path, *, count: int, runs: int, storescu: Path
-) -> Throughput:
-    command = dcmtk_command(storescu, port, folder, nodelay=True)
-    label = "DCMTK storescu, TCP_NODELAY=1, 1 association"
-    print(f"throughput: {label} ({count} files, {runs} run(s)) ...", flush=True)
-    walls = []
-    for run in range(runs):
-        wall, _ = run_measured(command.argv, log=work / f"storescu{run}.log")
-        walls.append(wall)
-        print(f"    run {run + 1}: {wall:.2f} s", flush=True)
-    return Throughput(label, count, tuple(walls), note="reference")
+    return compare(
+        f"{len(files)}-file drop, 1 vs 1",
+        Side(
+            "sendtopacs watch --once (files settled)",
+            1,
+            run_once,
+            associations=1,
+            prepare=prepare,
+            check=check,
+        ),
+        Side("storescu TCP_NODELAY=1", 1, run_storescu, associations=1),
+        runs=runs,
+        state="cold",
+        kind="rate",
+        amount=len(files),
+        unit="files",
+    )
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -529,43 +560,37 @@ def latency_table(results: Sequence[Latency]) -> tuple[list[str], bool]:
     return [*lines, ""], all_met
 
 
-def throughput_table(results: Sequence[Throughput], reference: Throughput) -> list[str]:
+def throughput_table(results: Sequence[Throughput]) -> list[str]:
     lines = [
-        f"**Throughput, {reference.files} files**",
+        "**A running (warm) watcher, for information** (no peer runs warm; the like-for-like "
+        "row is the `--once` one above)",
         "",
-        "| command | files | runs | wall s (median) | files/s | ratio vs storescu | note |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| command | files | runs | wall s (median) | files/s | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for result in results:
-        ratio = result.files_per_s / reference.files_per_s
         lines.append(
             f"| {result.label} | {result.files} | {len(result.walls)} | {result.wall_s:.2f} "
-            f"| {result.files_per_s:.0f} | {ratio:.2f}x | {result.note} |"
+            f"| {result.files_per_s:.0f} | {result.note} |"
         )
     lines.append("")
     lines += [f"- {result.label}: {result.extra}" for result in results if result.extra]
     return [*lines, ""]
 
 
-def _dcmtk_version(tool: Path) -> str:
-    out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=False)
-    first = next((line.strip(" $") for line in out.stdout.splitlines() if line.strip(" $")), "?")
-    return first.replace("dcmtk: ", "DCMTK ")
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
+    check_cli("watch")
     storescu = find_dcmtk("storescu")
     print(f"generating files in {work} ...", flush=True)
     latency_files = generate(work / "latency-src", args.latency_files + WARMUP, "lat")
     drop_files = generate(work / "drop-src", args.drop, "drop") if args.drop else []
-    received = work / "received"  # storescp --ignore writes nothing; its -od must exist
-    received.mkdir(exist_ok=True)
     latencies: list[Latency] = []
     throughputs: list[Throughput] = []
-    with storescp(received) as port:
+    comparisons: list[Comparison] = []
+    with storescp(work) as port:
         if args.latency_files:
             for mode, settle, goal in (
                 ("native", args.settle, True),
@@ -580,13 +605,15 @@ def run(args: argparse.Namespace, work: Path) -> int:
                     )
                 )
         if drop_files:
-            reference = measure_storescu(
-                work,
-                port,
-                drop_files[0].parent,
-                count=len(drop_files),
-                runs=args.runs,
-                storescu=storescu,
+            comparisons.append(
+                compare_once(
+                    work,
+                    port,
+                    drop_files,
+                    settle_s=args.settle,
+                    runs=args.runs,
+                    storescu=storescu,
+                )
             )
             throughputs = [
                 measure_drop(
@@ -595,26 +622,28 @@ def run(args: argparse.Namespace, work: Path) -> int:
                 measure_drop(
                     work, port, drop_files, mode="polling", settle_s=args.settle, runs=args.runs
                 ),
-                measure_once(work, port, drop_files, settle_s=args.settle, runs=args.runs),
-                reference,
             ]
     size = sum(path.stat().st_size for path in drop_files or latency_files)
     count = len(drop_files or latency_files)
     lines = [
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, pydicom {pydicom.__version__}, {_dcmtk_version(storescu)}; "
-        "receiver: TCP_NODELAY=1 storescp --ignore --fork on 127.0.0.1. Files: CT "
-        f"{SIDE}x{SIDE}x16 bit, Explicit VR LE, {size / count / 1e3:.0f} KB each. Latencies: "
-        f"{args.latency_files} files after {WARMUP} warm-up files per watcher; throughput: "
-        f"median of {args.runs} run(s), each watcher warmed up by {WARMUP} files.",
+        machine_line(
+            f"pydicom {pydicom.__version__}, {dcmtk_version(storescu)}; receiver: "
+            "TCP_NODELAY=1 storescp --ignore --fork on 127.0.0.1. Files: CT "
+            f"{SIDE}x{SIDE}x16 bit, Explicit VR LE, {size / count / 1e3:.0f} KB each. "
+            f"Latencies: {args.latency_files} files after {WARMUP} warm-up files per watcher; "
+            f"throughput: {args.runs} run(s) of each, each running watcher warmed up by "
+            f"{WARMUP} files"
+        ),
         "",
     ]
-    all_met = True
+    latency_met = True
     if latencies:
-        table, all_met = latency_table(latencies)
+        table, latency_met = latency_table(latencies)
         lines += table
+    if comparisons:
+        lines += ["**Throughput, like with like**", "", *comparison_table(comparisons)]
     if throughputs:
-        lines += throughput_table(throughputs, throughputs[-1])
+        lines += throughput_table(throughputs)
     rerun = ["python benchmarks/bench_watch.py"]
     if args.latency_files != DEFAULT_LATENCY_FILES:
         rerun.append(f"--latency-files {args.latency_files}")
@@ -622,14 +651,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
         rerun.append(f"--drop {args.drop}")
     rerun.append(f"--runs {args.runs} --settle {args.settle:g} --markdown PATH")
     lines += [f"Rerun: `{' '.join(rerun)}`", ""]
-    report = "\n".join(lines)
-    print()
-    print(report)
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
-        print(f"written to {args.markdown}")
-    return 1 if args.check and not all_met else 0
+    return finish(args, lines, latency_met and all_met(comparisons))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -643,26 +665,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drop", type=int, default=DEFAULT_DROP, help="files dropped at once (0: no throughput)"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs of each throughput (median)")
     parser.add_argument(
         "--settle", type=float, default=DEFAULT_SETTLE_S, help="the monitors' settle_s"
     )
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the report here")
-    parser.add_argument(
-        "--workdir", type=Path, metavar="DIR", help="keep the files here (reused when present)"
-    )
-    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    add_common_options(parser)
     args = parser.parse_args(argv)
-    if min(args.latency_files, args.drop) < 0 or args.runs < 1 or not 0 <= args.settle <= 60:
-        parser.error("counts must not be negative, --runs at least 1, --settle 0 to 60")
+    check_runs(parser, args)
+    if args.smoke:
+        args.latency_files, args.drop = 3, 20
+    if min(args.latency_files, args.drop) < 0 or not 0 <= args.settle <= 60:
+        parser.error("counts must not be negative, --settle 0 to 60")
     if args.latency_files + args.drop == 0:
         parser.error("nothing to measure")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_in_workdir(run, args, "bench_watch")
+    return run_in_workdir(run, parse_args(argv), "bench_watch")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,16 @@ Procedure Step Sequence item with ``WORKLIST_STEP_KEYS`` and an empty Scheduled 
 Sequence, an empty Requested Procedure Code Sequence), its responses dumped to a file (as it does
 without ``-X``). Both must return the same number of items.
 
-Reported: the median wall time of ``--runs`` runs of each command, the ratio of ours to
-findscu's and the peak RSS (each command's own, from ``os.wait4`` through GNU ``/usr/bin/time``;
-the highest of the runs). Goal (the issue): at most 1.2x findscu's time.
+Like with like: one process and one association on each side, both cold (every run starts
+the command: start-up included), ``--runs`` runs interleaved (ours, findscu, ours...).
+Reported: the median wall times, the median of the per-run ratios ours/findscu and the peak
+RSS (each command's, from GNU ``/usr/bin/time``; the highest of the runs). Goal (issue 5): at
+most 1.2x findscu's time.
 
-Run ``python benchmarks/bench_worklist.py [--items N] [--runs N] [--markdown PATH]
-[--workdir DIR]``; it needs the project installed, DCMTK (``apt-get install dcmtk``) and Orthanc
-with its worklist plugin (``apt-get install orthanc``; ``--no-orthanc`` skips it).
+Run ``python benchmarks/bench_worklist.py [--items N] [--runs N] [--smoke] [--markdown PATH]
+[--workdir DIR] [--check]``; it needs the project installed, DCMTK (``apt-get install
+dcmtk``) and Orthanc with its worklist plugin (``apt-get install orthanc``; ``--no-orthanc``
+skips it).
 """
 
 from __future__ import annotations
@@ -31,15 +34,12 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,11 +49,32 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from bench_convert import DCMTK_DIRS, BenchmarkError, run_in_workdir, run_measured
+from _bench import (
+    CALLING_AET,
+    NO_SETTINGS,
+    BenchmarkError,
+    Comparison,
+    Sample,
+    Side,
+    add_common_options,
+    all_met,
+    check_cli,
+    check_runs,
+    compare,
+    comparison_table,
+    dcmtk_version,
+    find_dcmtk,
+    finish,
+    free_port,
+    machine_line,
+    run_in_workdir,
+    run_streams,
+    sendtopacs_argv,
+    stop,
+)
 from sendtopacs_core import Querier, WorklistDevice, WorklistQuery
 
 CALLED_AET: Final = "WLMSCP"
-CALLING_AET: Final = "SENDTOPACS"
 DEFAULT_ITEMS: Final = 10_000
 MODALITY: Final = "ES"
 DATE: Final = "20261127"
@@ -64,11 +85,10 @@ UID_PREFIX: Final = "1.2.826.0.1.3680043.10.1234.7."
 #: DCMTK's private "generic file" SOP class, which ``dump2dcm -g`` puts in ``.wl`` file meta.
 GENERIC_FILE_SOP_CLASS: Final = "1.2.276.0.7230010.3.1.0.1"
 TIME_GOAL: Final = 1.2  # our time <= 1.2 x findscu's
+SMOKE_ITEMS: Final = 200
 ORTHANC: Final = Path("/usr/sbin/Orthanc")
 ORTHANC_WORKLIST_PLUGIN: Final = Path("/usr/share/orthanc/plugins/libModalityWorklists.so")
-TIME: Final = Path("/usr/bin/time")
 STARTUP_TIMEOUT_S: Final = 30.0
-_NO_SETTINGS: Final = "no-settings.json"
 _MARKER: Final = "worklist.json"
 
 
@@ -85,28 +105,6 @@ class Server:
     name: str
     port: int
     called_aet: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Result:
-    """The medians of some runs of our command and of findscu, for one server and query."""
-
-    server: str
-    query: str
-    items: int
-    ours_s: float
-    findscu_s: float
-    ours_rss_kib: int
-    findscu_rss_kib: int
-    runs: int
-
-    @property
-    def ratio(self) -> float:
-        return self.ours_s / self.findscu_s
-
-    @property
-    def met(self) -> bool:
-        return self.ratio <= TIME_GOAL
 
 
 # --- the worklist ---------------------------------------------------------------------------
@@ -194,37 +192,8 @@ def generate(folder: Path, count: int) -> None:
 # --- the servers ----------------------------------------------------------------------------
 
 
-def find_dcmtk(tool: str) -> Path:
-    """A DCMTK tool by its ``--version`` output (pynetdicom's scripts shadow some on PATH)."""
-    for directory in DCMTK_DIRS:
-        candidate = directory / tool
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            version = subprocess.run(
-                [str(candidate), "--version"], capture_output=True, text=True, check=False
-            )
-            if "dcmtk" in (version.stdout + version.stderr).lower():
-                return candidate
-    raise BenchmarkError(f"DCMTK's {tool} was not found: install it with apt-get install dcmtk")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _nodelay_env() -> dict[str, str]:
     return {**os.environ, "TCP_NODELAY": "1"}
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _wait_echo(
@@ -245,7 +214,7 @@ def _wait_echo(
 def wlmscpfs(database: Path, work: Path) -> Iterator[Server]:
     """``TCP_NODELAY=1 wlmscpfs -s`` serving ``database/CALLED_AET/*.wl``."""
     binary = find_dcmtk("wlmscpfs")
-    port = _free_port()
+    port = free_port()
     log = work / "wlmscpfs.log"
     argv = [str(binary), "-s", "-dhl", "-dfp", str(database), "-efr", "-csk", str(port)]
     with log.open("wb") as out:
@@ -256,7 +225,7 @@ def wlmscpfs(database: Path, work: Path) -> Iterator[Server]:
         _wait_echo(proc, "wlmscpfs", port, CALLED_AET, log)
         yield Server("DCMTK wlmscpfs", port, CALLED_AET)
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -270,9 +239,9 @@ def orthanc(folder: Path, work: Path) -> Iterator[Server]:
     directory = work / "orthanc"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    http_port, dicom_port = _free_port(), _free_port()
+    http_port, dicom_port = free_port(), free_port()
     while dicom_port == http_port:
-        dicom_port = _free_port()
+        dicom_port = free_port()
     config = {
         "Name": "sendtopacs-bench",
         "StorageDirectory": str(directory / "storage"),
@@ -315,7 +284,7 @@ def orthanc(folder: Path, work: Path) -> Iterator[Server]:
             time.sleep(0.2)
         yield Server("Orthanc worklist plugin", dicom_port, "ORTHANC")
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 # --- the clients ----------------------------------------------------------------------------
@@ -326,8 +295,8 @@ def ours_argv(server: Server, query: Query, work: Path) -> list[str]:
         ["--modality", query.modality] if query.modality else []
     ) + (["--date", query.date] if query.date else ["--all-dates"])  # fmt: skip
     return [
-        sys.executable, "-m", "sendtopacs_adapters", "worklist",
-        "--settings", str(work / _NO_SETTINGS), "--host", "127.0.0.1", "--port",
+        *sendtopacs_argv("worklist"),
+        "--settings", str(work / NO_SETTINGS), "--host", "127.0.0.1", "--port",
         str(server.port), "--called-aet", server.called_aet, *keys, "--json", "-q",
     ]  # fmt: skip
 
@@ -370,19 +339,6 @@ def findscu_argv(findscu: Path, server: Server, query: Query) -> list[str]:
     ]  # fmt: skip
 
 
-def _run(argv: Sequence[str], log: Path) -> tuple[float, int]:
-    """Wall time (s) and the command's own peak RSS (KiB); stdout and stderr to ``log``.
-
-    As in ``bench_send``: GNU time in between, so that the peak is not this process's (Linux
-    keeps the replaced address space's RSS in the child's peak at ``exec``).
-    """
-    if not TIME.is_file():
-        return run_measured(argv, log=log)
-    rss_file = log.with_suffix(".rss")
-    wall, _ = run_measured([str(TIME), "-f", "%M", "-o", str(rss_file), *argv], log=log)
-    return wall, int(rss_file.read_text(encoding="ascii").split()[-1])
-
-
 def count_ours(log: Path) -> int:
     text = log.read_text(encoding="utf-8", errors="replace")
     try:
@@ -400,71 +356,39 @@ def count_findscu(log: Path) -> int:
     return sum(1 for line in text.splitlines() if "(Pending)" in line)
 
 
-def measure(server: Server, query: Query, findscu: Path, work: Path, runs: int) -> Result:
+def measure(server: Server, query: Query, findscu: Path, work: Path, runs: int) -> Comparison:
     logs = work / "logs"
-    logs.mkdir(exist_ok=True)
     stem = f"{server.name}_{query.name}".replace(" ", "_").replace("+", "_")
-    ours_log, dcmtk_log = logs / f"{stem}_sendtopacs.json", logs / f"{stem}_findscu.log"
-    ours_walls: list[float] = []
-    dcmtk_walls: list[float] = []
-    ours_rss = dcmtk_rss = 0
-    for _ in range(runs):  # alternate, so that background load hits both alike
-        wall, rss = _run(ours_argv(server, query, work), ours_log)
-        ours_walls.append(wall)
-        ours_rss = max(ours_rss, rss)
-        ours_items = count_ours(ours_log)
-        wall, rss = _run(findscu_argv(findscu, server, query), dcmtk_log)
-        dcmtk_walls.append(wall)
-        dcmtk_rss = max(dcmtk_rss, rss)
-        dcmtk_items = count_findscu(dcmtk_log)
-        print(
-            f"    sendtopacs {ours_walls[-1]:.3f} s ({ours_items} items), findscu "
-            f"{dcmtk_walls[-1]:.3f} s ({dcmtk_items} items)",
-            flush=True,
-        )
-        if ours_items != dcmtk_items or ours_items != query.expected:
-            raise BenchmarkError(
-                f"{server.name}, {query.name}: sendtopacs found {ours_items} items, findscu "
-                f"{dcmtk_items}, expected {query.expected} (see {ours_log}, {dcmtk_log})"
-            )
-    return Result(
-        server.name,
-        query.name,
-        query.expected,
-        statistics.median(ours_walls),
-        statistics.median(dcmtk_walls),
-        ours_rss,
-        dcmtk_rss,
-        runs,
-    )
 
+    def side(label: str, name: str, argv: list[str], count: Callable[[Path], int]) -> Side:
+        def run(index: int) -> Sample:
+            return run_streams([argv], logs, f"{stem}-{name}-{index}")
 
-# --- report ---------------------------------------------------------------------------------
+        def check(index: int) -> None:
+            log = logs / f"{stem}-{name}-{index}-0.log"
+            found = count(log)
+            if found != query.expected:
+                raise BenchmarkError(
+                    f"{server.name}, {query.name}: {label} found {found} items, expected "
+                    f"{query.expected} (see {log})"
+                )
 
+        return Side(label, 1, run, associations=1, check=check)
 
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
-
-
-def table(results: Sequence[Result]) -> list[str]:
-    lines = [
-        "| server | query | items | sendtopacs s | findscu s | ratio | goal <= "
-        f"{TIME_GOAL}x | peak RSS sendtopacs / findscu (MiB) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.server} | {r.query} | {r.items} | {r.ours_s:.3f} | {r.findscu_s:.3f} "
-            f"| {r.ratio:.2f}x | {_verdict(r.met)} | {r.ours_rss_kib / 1024:.1f} / "
-            f"{r.findscu_rss_kib / 1024:.1f} |"
-        )
-    return [*lines, ""]
-
-
-def _dcmtk_version(tool: Path) -> str:
-    out = subprocess.run([str(tool), "--version"], capture_output=True, text=True, check=False)
-    first = next((line.strip(" $") for line in out.stdout.splitlines() if line.strip(" $")), "?")
-    return first.replace("dcmtk: ", "DCMTK ")
+    return compare(
+        f"{server.name}, {query.name}",
+        side("sendtopacs worklist --json", "ours", ours_argv(server, query, work), count_ours),
+        side(
+            "findscu -W, TCP_NODELAY=1", "findscu", findscu_argv(findscu, server, query),
+            count_findscu,
+        ),
+        runs=runs,
+        state="cold",
+        kind="time",
+        amount=query.expected,
+        unit="items",
+        goal=TIME_GOAL,
+    )  # fmt: skip
 
 
 def _orthanc_version() -> str:
@@ -476,6 +400,7 @@ def _orthanc_version() -> str:
 
 
 def run(args: argparse.Namespace, work: Path) -> int:
+    check_cli("worklist")
     findscu = find_dcmtk("findscu")
     database = work / "worklists"
     folder = database / CALLED_AET
@@ -485,39 +410,29 @@ def run(args: argparse.Namespace, work: Path) -> int:
         Query(f"{MODALITY} on {DATE}", MODALITY, DATE, expected_matches(args.items)),
         Query("all items", "", "", args.items),
     ]
-    results: list[Result] = []
+    comparisons: list[Comparison] = []
     servers = [wlmscpfs(database, work)]
     if not args.no_orthanc:
         servers.append(orthanc(folder, work))
     for context in servers:
         with context as server:
-            for query in queries:
-                print(f"{server.name}, {query.name} ({query.expected} items):", flush=True)
-                results.append(measure(server, query, findscu, work, args.runs))
-    versions = f"{_dcmtk_version(findscu)}"
+            comparisons += [measure(server, query, findscu, work, args.runs) for query in queries]
+    versions = dcmtk_version(findscu)
     if not args.no_orthanc:
         versions += f", {_orthanc_version()}"
     lines = [
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, pydicom {pydicom.__version__}, pynetdicom "
-        f"{pynetdicom.__version__}, {versions}. A worklist of {args.items} `.wl` items served "
-        f"from files by `wlmscpfs -s` (TCP_NODELAY=1) and by Orthanc's worklist plugin on "
-        f"127.0.0.1; `sendtopacs worklist ... --json` against `findscu -W` (TCP_NODELAY=1) "
-        "with the same return keys, each a child process (start-up included). Median of "
-        f"{args.runs} run(s); peak RSS: the highest.",
+        machine_line(
+            f"pydicom {pydicom.__version__}, pynetdicom {pynetdicom.__version__}, {versions}; "
+            f"a worklist of {args.items} `.wl` items served from files by `wlmscpfs -s` "
+            "(TCP_NODELAY=1) and by Orthanc's worklist plugin on 127.0.0.1; "
+            "`sendtopacs worklist ... --json` against `findscu -W` (TCP_NODELAY=1) with the "
+            "same return keys; every run starts the command (cold: start-up included)"
+        ),
         "",
-        *table(results),
+        *comparison_table(comparisons),
+        f"Goal (issue 5): at most {TIME_GOAL:g}x findscu's time on every query.",
     ]
-    all_met = all(result.met for result in results)
-    lines.append(f"Goal (at most {TIME_GOAL}x findscu's time on every query): {_verdict(all_met)}.")
-    report = "\n".join(lines) + "\n"
-    print()
-    print(report)
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
-        print(f"written to {args.markdown}")
-    return 1 if args.check and not all_met else 0
+    return finish(args, lines, all_met(comparisons))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -525,22 +440,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--items", type=int, default=DEFAULT_ITEMS, help="worklist items (1 %% are ES on the date)"
     )
-    parser.add_argument("--runs", type=int, default=5, help="runs of each command (median)")
     parser.add_argument("--no-orthanc", action="store_true", help="measure wlmscpfs only")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the report here")
-    parser.add_argument(
-        "--workdir", type=Path, metavar="DIR", help="keep the worklist here (reused when present)"
-    )
-    parser.add_argument("--check", action="store_true", help="exit 1 when the goal is not met")
+    add_common_options(parser)
     args = parser.parse_args(argv)
-    if args.items < 100 or args.runs < 1:
-        parser.error("--items must be at least 100, --runs at least 1")
+    check_runs(parser, args)
+    if args.smoke:
+        args.items = SMOKE_ITEMS
+    if args.items < 100:
+        parser.error("--items must be at least 100")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_in_workdir(run, args, "bench_worklist")
+    return run_in_workdir(run, parse_args(argv), "bench_worklist")
 
 
 if __name__ == "__main__":
