@@ -11,14 +11,20 @@ from sendtopacs_core._results import (
 from sendtopacs_core._version import __version__
 from sendtopacs_core.convert import Converter
 from sendtopacs_core.errors import (
+    AssociationAbortedError,
     AssociationFailedError,
+    AssociationRejectedError,
     ConfigError,
+    ContextNotAcceptedError,
     ConversionError,
     CorruptMediaError,
     DicomNetworkError,
     InvalidValueError,
+    PeerUnreachableError,
+    QueryFailedError,
     SendToPacsError,
     SendToPacsWarning,
+    StoreFailedError,
     UnsupportedMediaError,
     WorklistMatchError,
 )
@@ -70,9 +76,12 @@ _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "ApiSettings",
+    "AssociationAbortedError",
     "AssociationFailedError",
+    "AssociationRejectedError",
     "Code",
     "ConfigError",
+    "ContextNotAcceptedError",
     "ConversionAction",
     "ConversionError",
     "ConversionFailure",
@@ -97,7 +106,9 @@ __all__ = [
     "MonitorRule",
     "NonDicomSettings",
     "PatientSex",
+    "PeerUnreachableError",
     "Querier",
+    "QueryFailedError",
     "QueryLevel",
     "QueryModel",
     "QueryResult",
@@ -109,6 +120,7 @@ __all__ = [
     "SettingExplanation",
     "Settings",
     "SopClassRule",
+    "StoreFailedError",
     "Study",
     "StudyQuery",
     "TagPattern",
