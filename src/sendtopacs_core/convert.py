@@ -84,6 +84,11 @@ class Converter:
     clock
         Returns the current time (with time zone); injected by tests.
 
+    Raises
+    ------
+    ValueError
+        ``workers`` is below 1.
+
     Examples
     --------
     >>> from sendtopacs_core import Converter, Study

@@ -24,8 +24,10 @@ expected)*, with the peer written ``AE@host:port`` and statuses as ``0xA700``. E
 error names its ``peer``. Catching :class:`AssociationFailedError` catches its three leaves;
 ``transient`` says whether trying again later may help.
 
-A failed file of a batch is an outcome in the batch report (a :class:`StoreFailedError`
-describes one, see ``FileOutcome``); what stops the whole batch (no association) raises.
+A file the PACS refuses within a batch is not raised: it is that file's ``FileOutcome`` (its
+status and message) in the ``SendReport``, so one bad file never hides the others; what stops
+the whole batch (no association) raises. :class:`StoreFailedError` is the exception for a
+single refused C-STORE where a caller needs one.
 """
 
 from __future__ import annotations

@@ -616,8 +616,14 @@ def echo(device: Peer, calling_ae_title: str) -> float:
     with open_association(
         device, calling_ae_title, [Context(str(Verification), ("1.2.840.10008.1.2",))]
     ) as assoc:
+        asked = time.perf_counter()
         status = assoc.send_c_echo()
         if "Status" not in status:
+            if time.perf_counter() - asked < device.timeouts.dimse_s:
+                raise AssociationAbortedError(
+                    f"{where} aborted the association instead of answering the C-ECHO",
+                    peer=where,
+                )
             raise AssociationAbortedError(
                 f"{where} did not answer the C-ECHO within {device.timeouts.dimse_s:g} s "
                 "(the association was aborted)",

@@ -316,6 +316,10 @@ class Querier:
     ) -> list[WorklistItem]:
         """Search the worklist; ``limit`` cancels the search (C-CANCEL) after that many items.
 
+        Every error but :class:`~sendtopacs_core.errors.InvalidValueError` is a
+        :class:`~sendtopacs_core.errors.DicomNetworkError` naming the server (``peer``); the
+        first three are :class:`~sendtopacs_core.errors.AssociationFailedError`.
+
         Raises
         ------
         PeerUnreachableError
@@ -331,10 +335,6 @@ class Querier:
             hex, its meaning and the Error Comment.
         InvalidValueError
             An invalid key, date or date range.
-
-        Every error but :class:`~sendtopacs_core.errors.InvalidValueError` is a
-        :class:`~sendtopacs_core.errors.DicomNetworkError`; the first three are
-        :class:`~sendtopacs_core.errors.AssociationFailedError`.
         """
         identifier = self.worklist_identifier(query or WorklistQuery())
         answers = self._find(QueryModel.WORKLIST, identifier, limit)

@@ -96,9 +96,18 @@ class Sender:
 
         Raises
         ------
+        PeerUnreachableError
+            The device cannot be reached (connection refused, timed out, TLS handshake).
+        AssociationRejectedError
+            The device rejects us (the message gives the reason in words; ``rejection``
+            the result, source and reason).
+        AssociationAbortedError
+            The device aborts the association or does not answer the C-ECHO.
+        ContextNotAcceptedError
+            The device does not accept Verification.
         DicomNetworkError
-            The device cannot be reached, rejects us (the message gives the reason in
-            words) or does not answer with success.
+            The device answers the C-ECHO with a status other than Success, or the TLS
+            files cannot be loaded. Every error here is one; each names the ``peer``.
         """
         return echo(self.device, self.calling_ae_title)
 
