@@ -9,8 +9,8 @@ Every error the library raises on purpose derives from :class:`SendToPacsError`:
     ├── ConversionError                               a file that cannot become DICOM
     │   ├── UnsupportedMediaError                     a kind of file we do not convert
     │   └── CorruptMediaError                         a file that claims a kind but is broken
-    └── DicomNetworkError(peer)                       talking to a peer failed
-        ├── AssociationFailedError(transient, rejection)  no association, or it was lost
+    └── DicomNetworkError(peer, transient)            talking to a peer failed
+        ├── AssociationFailedError(rejection)         no association, or it was lost
         │   ├── PeerUnreachableError                  refused, timed out, TLS handshake failed
         │   ├── AssociationRejectedError              A-ASSOCIATE-RJ (result, source, reason)
         │   └── AssociationAbortedError               aborted, or no answer in time
@@ -21,8 +21,8 @@ Every error the library raises on purpose derives from :class:`SendToPacsError`:
 Errors keep their context in attributes (``path``, ``field``, ``value``, ``peer``,
 ``status``...) and format it in ``__str__``: *what failed: why (the value found; the value
 expected)*, with the peer written ``AE@host:port`` and statuses as ``0xA700``. Every network
-error names its ``peer``. Catching :class:`AssociationFailedError` catches its three leaves;
-``transient`` says whether trying again later may help.
+error names its ``peer``, and ``transient`` says whether trying again later, unchanged, may
+help. Catching :class:`AssociationFailedError` catches its three leaves.
 
 A file the PACS refuses within a batch is not raised: it is that file's ``FileOutcome`` (its
 status and message) in the ``SendReport``, so one bad file never hides the others; what stops
@@ -151,17 +151,20 @@ class DicomNetworkError(SendToPacsError):
         What failed and why, naming the peer.
     peer
         The peer as ``AE@host:port`` (``None`` only when no peer is concerned).
+    transient
+        Whether the same request may succeed later, unchanged (see each subclass).
 
     Attributes
     ----------
-    peer
+    peer, transient
         As given.
     """
 
-    def __init__(self, message: str, *, peer: str | None = None) -> None:
+    def __init__(self, message: str, *, peer: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.peer = peer
+        self.transient = transient
 
     def __str__(self) -> str:
         return self.message
@@ -195,8 +198,7 @@ class AssociationFailedError(DicomNetworkError):
         rejection: tuple[int, int, int] | None = None,
         peer: str | None = None,
     ) -> None:
-        super().__init__(message, peer=peer)
-        self.transient = transient
+        super().__init__(message, peer=peer, transient=transient)
         self.rejection = rejection
 
 
@@ -260,12 +262,21 @@ class StoreFailedError(DicomNetworkError):
         The C-STORE status (PS3.4 B.2.3, PS3.7 Annex C), e.g. ``0xA700``.
     sop_instance_uid
         The SOP Instance UID of the object sent.
+    transient
+        Whether the status says a retry may succeed (A7xx out of resources, 0213 resource
+        limitation).
     """
 
     def __init__(
-        self, message: str, *, peer: str, status: int, sop_instance_uid: str | None
+        self,
+        message: str,
+        *,
+        peer: str,
+        status: int,
+        sop_instance_uid: str | None,
+        transient: bool = False,
     ) -> None:
-        super().__init__(message, peer=peer)
+        super().__init__(message, peer=peer, transient=transient)
         self.status = status
         self.sop_instance_uid = sop_instance_uid
 
@@ -279,10 +290,13 @@ class QueryFailedError(DicomNetworkError):
         The device as ``AE@host:port``.
     status
         The final C-FIND status (PS3.4 C.4.1.1.4, K.4.1.1.4, PS3.7 Annex C), e.g. ``0xA700``.
+    transient
+        Whether the status says a retry may succeed (A7xx out of resources, 0213 resource
+        limitation).
     """
 
-    def __init__(self, message: str, *, peer: str, status: int) -> None:
-        super().__init__(message, peer=peer)
+    def __init__(self, message: str, *, peer: str, status: int, transient: bool = False) -> None:
+        super().__init__(message, peer=peer, transient=transient)
         self.status = status
 
 

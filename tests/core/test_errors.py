@@ -136,6 +136,9 @@ def test_status_attributes() -> None:
     store = StoreFailedError("failed", peer=PEER, status=0xA900, sop_instance_uid="1.2.3")
     assert (store.status, store.sop_instance_uid) == (0xA900, "1.2.3")
     assert QueryFailedError("failed", peer=PEER, status=0xA700).status == 0xA700
+    assert not QueryFailedError("failed", peer=PEER, status=0xC000).transient
+    assert ContextNotAcceptedError("none", peer=PEER).transient is False
+    assert DicomNetworkError("status 0x0211", peer=PEER).transient is False
 
 
 def test_invalid_value_is_a_value_error() -> None:

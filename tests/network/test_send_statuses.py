@@ -17,14 +17,18 @@ from sendtopacs_core import (
     AssociationAbortedError,
     AssociationFailedError,
     AssociationRejectedError,
+    DicomSettings,
     FileOutcome,
     PeerUnreachableError,
+    Querier,
     Sender,
     SendState,
+    Settings,
     Timeouts,
+    WorklistDevice,
 )
 from sendtopacs_core.testing import ReceivedInstance, Rejection, StorageSCP
-from sendtopacs_core.testing.plugin import StorageSCPFactory
+from sendtopacs_core.testing.plugin import StorageSCPFactory, WorklistSCPFactory
 from tests._netpeers import (
     StoreSCPFactory,
     device_to,
@@ -319,3 +323,48 @@ def test_association_errors_name_their_leaf_and_peer(
     assert info.value.peer == f"{rejecting.ae_title}@127.0.0.1:{rejecting.port}"
     assert info.value.rejection == (1, 1, 7)
     assert not isinstance(info.value, (PeerUnreachableError, AssociationAbortedError))
+
+
+# -- a worklist that cannot answer (dicom.parse_dicom_for_worklist) ------------------------
+
+
+def _matching_sender(scp: StorageSCP, worklist_port: int) -> Sender:
+    worklist = WorklistDevice(
+        name="mwl",
+        ae_title="MWL",
+        host="127.0.0.1",
+        port=worklist_port,
+        use_today=False,
+        timeouts=Timeouts(connect_s=2),
+    )
+    settings = Settings(dicom=DicomSettings(parse_dicom_for_worklist=True))
+    return Sender(device_to(scp.ae_title, scp.port), settings=settings, querier=Querier(worklist))
+
+
+@refused_socket_leak_ignored()
+def test_worklist_down_is_retryable_not_failed(storage_scp: StorageSCP, files: list[Path]) -> None:
+    report = _matching_sender(storage_scp, free_port()).send(files[:1])
+    [outcome] = report.outcomes
+    assert outcome.state is SendState.RETRYABLE
+    assert "connection refused" in outcome.message
+    assert storage_scp.received == []
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [(0xA700, SendState.RETRYABLE), (0xA7FF, SendState.RETRYABLE), (0xC001, SendState.FAILED)],
+    ids=lambda v: f"{v:04X}" if isinstance(v, int) else str(v),
+)
+def test_worklist_failure_status_decides_retry(
+    storage_scp: StorageSCP,
+    worklist_scp_factory: WorklistSCPFactory,
+    files: list[Path],
+    status: int,
+    state: SendState,
+) -> None:
+    worklist = worklist_scp_factory([], failure_status=status)
+    report = _matching_sender(storage_scp, worklist.port).send(files[:1])
+    [outcome] = report.outcomes
+    assert outcome.state is state
+    assert f"0x{status:04X}" in outcome.message
+    assert storage_scp.received == []

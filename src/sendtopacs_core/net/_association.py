@@ -1,3 +1,4 @@
+# size: the pynetdicom requestor in one place (association, failures in words, C-STORE)
 """Associations with a device through pynetdicom: contexts, TLS, TCP_NODELAY, bounded sends.
 
 - Every socket we open has Nagle's algorithm off (TCP_NODELAY): with it on, each small

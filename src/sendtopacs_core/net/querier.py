@@ -37,7 +37,7 @@ from sendtopacs_core.net._query import (
     decode_identifier,
     query_charset,
 )
-from sendtopacs_core.net._status import StatusCategory, category, status_meaning
+from sendtopacs_core.net._status import StatusCategory, category, retryable, status_meaning
 
 __all__ = ["Querier", "QueryResult", "StudyQuery", "WorklistItem", "WorklistQuery"]
 
@@ -415,6 +415,7 @@ class Querier:
                 f"{where} answered the search with 0x{code:04X} {meaning}{detail}",
                 peer=where,
                 status=code,
+                transient=retryable(code),
             )
 
 

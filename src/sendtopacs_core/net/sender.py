@@ -200,7 +200,12 @@ class Sender:
                 query = dicom_query(dicom.header, self.querier.device)
                 item = match_one(self.querier, query, path.name)
             except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
-                record((index, 0), _failed(path, f"not sent: {exc}"))
+                # A worklist down or out of resources for a while: the file can wait.
+                transient = isinstance(exc, DicomNetworkError) and exc.transient
+                state = SendState.RETRYABLE if transient else SendState.FAILED
+                record(
+                    (index, 0), FileOutcome(source=path, state=state, message=f"not sent: {exc}")
+                )
                 return None
         return Delivery(
             index=index,
