@@ -13,6 +13,7 @@ and DCMTK's ``storescp``.
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import inspect
 import re
 import time
@@ -28,6 +29,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 import sendtopacs_core
 from sendtopacs_core import (
+    Assignment,
     AssociationAbortedError,
     AssociationFailedError,
     AssociationRejectedError,
@@ -416,6 +418,7 @@ def journal() -> Iterator[Journal]:
     ("Journal.mark_done", "KeyError"),
     ("Journal.hold", "KeyError"),
     ("Journal.release", "KeyError"),
+    ("Journal.assign", "KeyError"),
 )
 def test_journal_unknown_files_and_bad_arguments(journal: Journal) -> None:
     with pytest.raises(ValueError, match="invalid journal path '/abs'"):
@@ -423,6 +426,7 @@ def test_journal_unknown_files_and_bad_arguments(journal: Journal) -> None:
     with pytest.raises(ValueError, match="invalid limit -1"):
         journal.due("m", now=1.0, limit=-1)
     unknown = "the journal has no entry for 'x'"
+    assigned = Assignment(day=dt.date(2024, 1, 15), instance_number=1)
     calls: list[Callable[[], object]] = [
         lambda: journal.forget("m", "x"),
         lambda: journal.begin_attempt("m", "x", now=1.0),
@@ -432,6 +436,7 @@ def test_journal_unknown_files_and_bad_arguments(journal: Journal) -> None:
         lambda: journal.mark_done("m", "x", now=1.0),
         lambda: journal.hold("m", "x", reason="r", now=1.0),
         lambda: journal.release("m", "x", now=1.0),
+        lambda: journal.assign("m", "x", assigned, now=1.0),
     ]
     for call in calls:
         with pytest.raises(KeyError, match=unknown):
