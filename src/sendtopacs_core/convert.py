@@ -93,6 +93,11 @@ class Converter:
         The worklist for ``non_dicom.parse_file_name``; by default the settings' default
         worklist device (see :func:`~sendtopacs_core.net.matching.worklist_querier`).
 
+    Raises
+    ------
+    ValueError
+        ``workers`` is below 1.
+
     Examples
     --------
     >>> from sendtopacs_core import Converter, Study

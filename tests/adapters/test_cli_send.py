@@ -140,6 +140,26 @@ def test_send_failure_statuses_exit_1(
     assert "1 of 2 file(s) sent" in captured.out
 
 
+@pytest.mark.parametrize("status", [0x0001, 0x0107, 0x0116, 0xB123], ids=lambda s: f"{s:04X}")
+def test_send_warning_statuses_are_sent_exit_0(
+    storage_scp_factory: StorageSCPFactory,
+    settings_file: Path,
+    dicom_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+) -> None:
+    """PS3.7 Annex C Warning: the PACS stored the object; the JSON report says so."""
+    scp = storage_scp_factory(statuses=[status, status])
+    code = main(
+        ["--settings", str(settings_file), "--json", "send", str(dicom_dir), *_connection(scp)]
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert document["ok"] is True
+    assert [f["state"] for f in document["files"]] == ["sent-with-warning"] * 2
+    assert len(scp.received) == 2
+
+
 def test_send_unreachable_exit_3(
     settings_file: Path, dicom_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

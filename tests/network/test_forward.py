@@ -334,6 +334,26 @@ def test_a_retryable_status_is_retried_then_failed(
     assert scp.c_store_count == 3
 
 
+@pytest.mark.parametrize("status", [0x0001, 0x0107, 0x0116, 0xB000, 0xB123, 0xBFFF])
+def test_a_warning_status_is_a_delivery(
+    tmp_path: Path, storage_scp_factory: StorageSCPFactory, status: int
+) -> None:
+    """PS3.7 Annex C: a Warning means stored; the source goes, nothing is failed or resent."""
+    scp = storage_scp_factory(statuses=[status])
+    rig = _rig(tmp_path, scp.port, remove_sent=True, retry_count=5)
+    path = rig.directory / "a.dcm"
+    uid = write_secondary_capture(path)
+    assert _kinds(rig.step()) == [("a.dcm", "taken"), ("a.dcm", "sent")]
+    assert not path.exists()
+    assert rig.state("a.dcm") is FileState.DONE
+    failed = rig.monitor.failed_folder
+    assert not failed.exists() or _failed_files(failed) == []
+    rig.clock.advance(3600)
+    assert rig.step() == []
+    assert [item.sop_instance_uid for item in scp.received] == [uid]
+    assert scp.c_store_count == 1
+
+
 def test_invalid_files_fail_at_once_naming_the_cause(
     tmp_path: Path, storage_scp: StorageSCP
 ) -> None:

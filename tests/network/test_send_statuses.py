@@ -11,11 +11,26 @@ import time
 from pathlib import Path
 
 import pytest
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
-from sendtopacs_core import AssociationFailedError, FileOutcome, Sender, SendState, Timeouts
+from sendtopacs_core import (
+    AssociationAbortedError,
+    AssociationFailedError,
+    AssociationRejectedError,
+    DicomSettings,
+    FileOutcome,
+    PeerUnreachableError,
+    Querier,
+    Sender,
+    SendState,
+    Settings,
+    Timeouts,
+    WorklistDevice,
+)
 from sendtopacs_core.testing import ReceivedInstance, Rejection, StorageSCP
-from sendtopacs_core.testing.plugin import StorageSCPFactory
+from sendtopacs_core.testing.plugin import StorageSCPFactory, WorklistSCPFactory
 from tests._netpeers import (
+    StoreSCPFactory,
     device_to,
     free_port,
     refused_socket_leak_ignored,
@@ -39,7 +54,11 @@ def _sender(scp: StorageSCP, **options: object) -> Sender:
     return Sender(device_to(scp.ae_title, scp.port, **options), calling_ae_title="SENDTOPACS")
 
 
-@pytest.mark.parametrize("status", [0xB000, 0xB006, 0xB007])
+#: Warning statuses of PS3.7 Annex C: 0001, 0107, 0116 and B000 to BFFF (the object was stored).
+WARNINGS = [0x0001, 0x0107, 0x0116, 0xB000, 0xB006, 0xB007, 0xB001, 0xB123, 0xBFFF]
+
+
+@pytest.mark.parametrize("status", WARNINGS, ids=lambda s: f"{s:04X}")
 def test_warning_status_is_sent_with_warning(
     storage_scp_factory: StorageSCPFactory, files: list[Path], status: int
 ) -> None:
@@ -57,7 +76,7 @@ def test_warning_status_is_sent_with_warning(
     assert report.ok
 
 
-@pytest.mark.parametrize("status", [0xA700, 0xA7FF])
+@pytest.mark.parametrize("status", [0xA700, 0xA7FF, 0x0213], ids=lambda s: f"{s:04X}")
 def test_out_of_resources_is_retryable(
     storage_scp_factory: StorageSCPFactory, files: list[Path], status: int
 ) -> None:
@@ -76,7 +95,15 @@ def test_out_of_resources_is_retryable(
 
 
 @pytest.mark.parametrize(
-    "status", [0xA900, 0xC000, 0x0122, 0x0124, 0x0211, 0x0212, 0xFFF0], ids=lambda s: f"{s:04X}"
+    "status",
+    [
+        *(0xA900, 0xC000, 0x0122, 0x0124, 0x0211, 0x0212, 0xFFF0),
+        # the rest of Annex C's Failure ranges (01xx but 0107 and 0116, 02xx, Axxx, Cxxx) ...
+        *(0x0100, 0x0106, 0x0110, 0x0117, 0x01FF, 0x0210, 0x02FF, 0xA000, 0xAFFF, 0xCFFF),
+        # ... and codes that are no final C-STORE status, or in no range: not stored
+        *(0xFE00, 0x0002, 0x0300, 0xD000),
+    ],
+    ids=lambda s: f"{s:04X}",
 )
 def test_failure_status_is_failed_with_code_and_comment(
     storage_scp_factory: StorageSCPFactory, files: list[Path], status: int
@@ -90,7 +117,7 @@ def test_failure_status_is_failed_with_code_and_comment(
     assert first.status_text == f"0x{status:04X}"
     assert first.message.startswith(f"0x{status:04X} ")
     assert first.message.endswith(COMMENT)
-    if status == 0xFFF0:
+    if status in (0xFFF0, 0x0002, 0x0300, 0xD000):
         assert "unknown status" in first.message
     assert second.ok
     assert not report.ok
@@ -190,6 +217,7 @@ def test_permanent_rejection_fails_every_file(
     assert not report.ok
     with pytest.raises(AssociationFailedError, match="calling AE title not recognised") as info:
         sender.echo()
+    assert isinstance(info.value, AssociationRejectedError)
     assert info.value.rejection == (1, 1, 3)
     assert not info.value.transient
     assert scp.c_store_count == 0
@@ -246,8 +274,97 @@ def test_connection_refused(files: list[Path]) -> None:
     assert not report.ok
     with pytest.raises(AssociationFailedError, match="connection refused") as info:
         sender.echo()
+    assert isinstance(info.value, PeerUnreachableError)
     assert info.value.transient
 
 
 def test_echo_round_trip(storage_scp: StorageSCP) -> None:
     assert 0 < _sender(storage_scp).echo() < 5
+
+
+# -- no presentation context accepted ------------------------------------------------------
+
+
+def test_no_accepted_context_fails_every_file(
+    storage_scp_factory: StorageSCPFactory, files: list[Path]
+) -> None:
+    """A PACS that takes no Secondary Capture: permanent, so failed, not retried forever."""
+    scp = storage_scp_factory(sop_classes=[CTImageStorage])
+    report = _sender(scp).send(files[:2])
+    assert [o.state for o in report] == [SendState.FAILED] * 2
+    for outcome in report:
+        assert "accepted none of the presentation contexts" in outcome.message
+        assert "Secondary Capture Image Storage" in outcome.message
+        assert outcome.status is None
+    assert report.unreachable
+    assert scp.c_store_count == 0
+
+
+def test_no_accepted_context_at_dcmtk_storescp(
+    dcmtk_storescp_factory: StoreSCPFactory, files: list[Path]
+) -> None:
+    scp = dcmtk_storescp_factory(sop_classes=[CTImageStorage], uncompressed_only=True)
+    report = Sender(device_to(scp.ae_title, scp.port)).send(files[:1])
+    [outcome] = report.outcomes
+    assert outcome.state is SendState.FAILED
+    assert f"{scp.ae_title}@127.0.0.1:{scp.port} accepted none" in outcome.message
+    assert scp.received_files() == []
+
+
+# -- the leaves of the error tree ----------------------------------------------------------
+
+
+def test_association_errors_name_their_leaf_and_peer(
+    storage_scp_factory: StorageSCPFactory,
+) -> None:
+    rejecting = storage_scp_factory(reject=Rejection(result=1, source=1, reason=7))
+    with pytest.raises(AssociationRejectedError, match="called AE title not recognised") as info:
+        _sender(rejecting).echo()
+    assert info.value.peer == f"{rejecting.ae_title}@127.0.0.1:{rejecting.port}"
+    assert info.value.rejection == (1, 1, 7)
+    assert not isinstance(info.value, (PeerUnreachableError, AssociationAbortedError))
+
+
+# -- a worklist that cannot answer (dicom.parse_dicom_for_worklist) ------------------------
+
+
+def _matching_sender(scp: StorageSCP, worklist_port: int) -> Sender:
+    worklist = WorklistDevice(
+        name="mwl",
+        ae_title="MWL",
+        host="127.0.0.1",
+        port=worklist_port,
+        use_today=False,
+        timeouts=Timeouts(connect_s=2),
+    )
+    settings = Settings(dicom=DicomSettings(parse_dicom_for_worklist=True))
+    return Sender(device_to(scp.ae_title, scp.port), settings=settings, querier=Querier(worklist))
+
+
+@refused_socket_leak_ignored()
+def test_worklist_down_is_retryable_not_failed(storage_scp: StorageSCP, files: list[Path]) -> None:
+    report = _matching_sender(storage_scp, free_port()).send(files[:1])
+    [outcome] = report.outcomes
+    assert outcome.state is SendState.RETRYABLE
+    assert "connection refused" in outcome.message
+    assert storage_scp.received == []
+
+
+@pytest.mark.parametrize(
+    ("status", "state"),
+    [(0xA700, SendState.RETRYABLE), (0xA7FF, SendState.RETRYABLE), (0xC001, SendState.FAILED)],
+    ids=lambda v: f"{v:04X}" if isinstance(v, int) else str(v),
+)
+def test_worklist_failure_status_decides_retry(
+    storage_scp: StorageSCP,
+    worklist_scp_factory: WorklistSCPFactory,
+    files: list[Path],
+    status: int,
+    state: SendState,
+) -> None:
+    worklist = worklist_scp_factory([], failure_status=status)
+    report = _matching_sender(storage_scp, worklist.port).send(files[:1])
+    [outcome] = report.outcomes
+    assert outcome.state is state
+    assert f"0x{status:04X}" in outcome.message
+    assert storage_scp.received == []

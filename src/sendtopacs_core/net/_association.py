@@ -1,3 +1,4 @@
+# size: the pynetdicom requestor in one place (association, failures in words, C-STORE)
 """Associations with a device through pynetdicom: contexts, TLS, TCP_NODELAY, bounded sends.
 
 - Every socket we open has Nagle's algorithm off (TCP_NODELAY): with it on, each small
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
+from pydicom.uid import UID
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse_primitives import C_STORE
@@ -32,7 +34,14 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AddressInformation, AssociationSocket
 
-from sendtopacs_core.errors import AssociationFailedError, DicomNetworkError
+from sendtopacs_core.errors import (
+    AssociationAbortedError,
+    AssociationFailedError,
+    AssociationRejectedError,
+    ContextNotAcceptedError,
+    DicomNetworkError,
+    PeerUnreachableError,
+)
 from sendtopacs_core.model import Device, WorklistDevice
 from sendtopacs_core.net._server import no_delay
 
@@ -45,6 +54,7 @@ __all__ = [
     "log_dicom_identifiers",
     "open_association",
     "paused_reactor",
+    "peer_name",
     "send_file",
     "ssl_context",
     "stored_file",
@@ -84,6 +94,11 @@ _REASONS: Final = {
 }
 
 
+def peer_name(device: Peer) -> str:
+    """The device as errors name it: ``AE@host:port``."""
+    return f"{device.ae_title}@{device.host}:{device.port}"
+
+
 @attrs.frozen
 class Context:
     """A presentation context to propose: an abstract syntax and its transfer syntaxes."""
@@ -121,7 +136,9 @@ def ssl_context(device: Peer) -> ssl.SSLContext:
         if tls.cert_file is not None and tls.key_file is not None:
             context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
     except (OSError, ssl.SSLError) as exc:
-        raise DicomNetworkError(f"{device.name}: cannot load the TLS files: {exc}") from exc
+        raise DicomNetworkError(
+            f"{device.name}: cannot load the TLS files: {exc}", peer=peer_name(device)
+        ) from exc
     return context
 
 
@@ -177,30 +194,43 @@ def _make_ae(calling_ae_title: str, device: Peer) -> AE:
 
 def _describe_failure(
     assoc: Association, device: Peer, *, connected: bool
-) -> AssociationFailedError:
-    where = f"{device.ae_title}@{device.host}:{device.port}"
+) -> AssociationFailedError | ContextNotAcceptedError:
+    where = peer_name(device)
     if not connected:
-        return AssociationFailedError(_connection_problem(device), transient=True)
+        return PeerUnreachableError(_connection_problem(device), peer=where)
     if assoc.is_rejected:
         primitive: Any = assoc.acceptor.primitive
         result = int(primitive.result)
         source = int(primitive.result_source)
         reason = int(primitive.diagnostic)
         words = _REASONS.get((source, reason), f"reason {reason}")
-        return AssociationFailedError(
+        return AssociationRejectedError(
             f"association rejected by {where}: {words} ({_RESULTS.get(result, 'rejected')} "
             f"{_SOURCES.get(source, f'by source {source}')}; result {result}, source {source}, "
             f"reason {reason})",
-            transient=result == 2,
+            peer=where,
             rejection=(result, source, reason),
         )
-    if assoc.is_aborted:
-        return AssociationFailedError(
-            f"association aborted by {where}, or none of the presentation contexts offered "
-            "was accepted",
-            transient=True,
+    refused = [cx for cx in assoc.rejected_contexts if cx.abstract_syntax]
+    if assoc.is_aborted and refused and not assoc.accepted_contexts:
+        # pynetdicom aborts an association on which the peer accepted no context.
+        syntaxes = tuple(dict.fromkeys(str(cx.abstract_syntax) for cx in refused))
+        return ContextNotAcceptedError(
+            f"{where} accepted none of the presentation contexts offered "
+            f"({', '.join(_sop_name(uid) for uid in syntaxes)})",
+            peer=where,
+            sop_class_uids=syntaxes,
         )
-    return AssociationFailedError(_connection_problem(device), transient=True)
+    if assoc.is_aborted:
+        return AssociationAbortedError(
+            f"association aborted by {where} during the association negotiation", peer=where
+        )
+    return PeerUnreachableError(_connection_problem(device), peer=where)
+
+
+def _sop_name(uid: str) -> str:
+    name = UID(uid).name
+    return name if name and name != uid else uid
 
 
 def _connection_problem(device: Peer) -> str:
@@ -260,8 +290,17 @@ def open_association(
 
     Raises
     ------
-    AssociationFailedError
-        The association could not be established.
+    PeerUnreachableError
+        Connection refused or timed out, no answer to the association request, or a failed
+        TLS handshake.
+    AssociationRejectedError
+        The device rejected the association (``rejection`` gives result, source and reason).
+    AssociationAbortedError
+        The device aborted the association during the negotiation.
+    ContextNotAcceptedError
+        The device accepted none of ``contexts``.
+    DicomNetworkError
+        The TLS certificate or key files cannot be loaded.
     """
     ae = _make_ae(calling_ae_title, device)
     for context in contexts:
@@ -564,23 +603,36 @@ def echo(device: Peer, calling_ae_title: str) -> float:
     Raises
     ------
     AssociationFailedError
-        No association (refused, timed out, rejected: the message says which).
+        No association (:class:`PeerUnreachableError`, :class:`AssociationRejectedError`,
+        :class:`AssociationAbortedError`: the message says which), or no answer to the
+        C-ECHO (:class:`AssociationAbortedError`: the association was aborted).
+    ContextNotAcceptedError
+        The device does not accept Verification from us.
     DicomNetworkError
-        The device answered the C-ECHO with a failure or not at all.
+        The device answered the C-ECHO with a status other than Success, or the TLS files
+        cannot be loaded.
     """
+    where = peer_name(device)
     start = time.perf_counter()
     with open_association(
         device, calling_ae_title, [Context(str(Verification), ("1.2.840.10008.1.2",))]
     ) as assoc:
+        asked = time.perf_counter()
         status = assoc.send_c_echo()
         if "Status" not in status:
-            raise DicomNetworkError(
-                f"{device.ae_title}@{device.host}:{device.port} did not answer the C-ECHO "
-                f"within {device.timeouts.dimse_s:g} s"
+            if time.perf_counter() - asked < device.timeouts.dimse_s:
+                raise AssociationAbortedError(
+                    f"{where} aborted the association instead of answering the C-ECHO",
+                    peer=where,
+                )
+            raise AssociationAbortedError(
+                f"{where} did not answer the C-ECHO within {device.timeouts.dimse_s:g} s "
+                "(the association was aborted)",
+                peer=where,
             )
         if int(status.Status) != 0:
             raise DicomNetworkError(
-                f"{device.ae_title}@{device.host}:{device.port} answered the C-ECHO with "
-                f"status 0x{int(status.Status):04X}"
+                f"{where} answered the C-ECHO with status 0x{int(status.Status):04X}",
+                peer=where,
             )
     return time.perf_counter() - start

@@ -21,14 +21,19 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom.association import Association
 
-from sendtopacs_core.errors import InvalidValueError
+from sendtopacs_core.errors import (
+    AssociationAbortedError,
+    AssociationFailedError,
+    ContextNotAcceptedError,
+    InvalidValueError,
+)
 from sendtopacs_core.model import MAX_CONTEXTS, Device, TagPattern
 from sendtopacs_core.net._association import (
-    AssociationFailedError,
     Context,
     StoredFile,
     open_association,
     paused_reactor,
+    peer_name,
     send_file,
 )
 from sendtopacs_core.net._files import DicomFile
@@ -207,11 +212,14 @@ def send_group(
                     record(delivery, outcome)
                     sent_any = True
                 if not sent_any:
-                    raise AssociationFailedError(
-                        "the association was aborted before anything was sent", transient=True
+                    raise AssociationAbortedError(
+                        "the association was aborted before anything was sent",
+                        peer=peer_name(device),
                     )
-        except AssociationFailedError as exc:
-            state = SendState.RETRYABLE if exc.transient else SendState.FAILED
+        except (AssociationFailedError, ContextNotAcceptedError) as exc:
+            # No context accepted: the PACS does not take these SOP classes from us (permanent).
+            transient = isinstance(exc, AssociationFailedError) and exc.transient
+            state = SendState.RETRYABLE if transient else SendState.FAILED
             for delivery in remaining:
                 record(
                     delivery,

@@ -38,6 +38,7 @@ from sendtopacs_core.errors import DicomNetworkError
 from sendtopacs_core.model import Device
 from sendtopacs_core.net._association import Context, open_association
 from sendtopacs_core.net._server import serve, stop_server
+from sendtopacs_core.net._status import succeeded
 
 __all__ = [
     "FAILURE_REASONS",
@@ -328,7 +329,7 @@ def _send_action(
             f"no answer from {where} to the storage commitment request within "
             f"{device.timeouts.dimse_s:g} s"
         )
-    if int(code) != 0x0000:
+    if not succeeded(int(code)):  # a Warning (PS3.7 Annex C) is an accepted request
         return (
             f"{where} refused the storage commitment request: status 0x{int(code):04X} "
             f"({_status_meaning(int(code))})"

@@ -24,10 +24,11 @@ from typing import Any, Final
 import attrs
 from pydicom.dataset import Dataset
 from pynetdicom.association import Association
+from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
 
-from sendtopacs_core.errors import DicomNetworkError
+from sendtopacs_core.errors import AssociationAbortedError, QueryFailedError
 from sendtopacs_core.model import Code, QueryLevel, QueryModel, Study, WorklistDevice
-from sendtopacs_core.net._association import Context, open_association
+from sendtopacs_core.net._association import Context, open_association, peer_name
 from sendtopacs_core.net._query import (
     WORKLIST_PATIENT_KEYS,
     WORKLIST_STEP_KEYS,
@@ -36,6 +37,7 @@ from sendtopacs_core.net._query import (
     decode_identifier,
     query_charset,
 )
+from sendtopacs_core.net._status import StatusCategory, category, retryable, status_meaning
 
 __all__ = ["Querier", "QueryResult", "StudyQuery", "WorklistItem", "WorklistQuery"]
 
@@ -46,13 +48,8 @@ _MODELS: Final = {
     QueryModel.PATIENT_STUDY: "1.2.840.10008.5.1.4.1.2.3.1",
 }
 _SYNTAXES: Final = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-_PENDING: Final = frozenset({0xFF00, 0xFF01})
-_FIND_FAILURES: Final = {
-    0xA700: "Refused: Out of Resources",
-    0xA900: "Identifier Does Not Match SOP Class",
-    0x0122: "Refused: SOP Class Not Supported",
-    0xFE00: "Cancelled",
-}
+#: Final statuses after which the answers received are the result (PS3.7 Annex C categories).
+_ENDS: Final = frozenset({StatusCategory.SUCCESS, StatusCategory.WARNING, StatusCategory.CANCEL})
 
 
 @attrs.frozen(kw_only=True)
@@ -319,14 +316,25 @@ class Querier:
     ) -> list[WorklistItem]:
         """Search the worklist; ``limit`` cancels the search (C-CANCEL) after that many items.
 
+        Every error but :class:`~sendtopacs_core.errors.InvalidValueError` is a
+        :class:`~sendtopacs_core.errors.DicomNetworkError` naming the server (``peer``); the
+        first three are :class:`~sendtopacs_core.errors.AssociationFailedError`.
+
         Raises
         ------
-        DicomNetworkError
-            The server cannot be reached, rejects us, answers with a failure status or stops
-            answering (:class:`~sendtopacs_core.errors.AssociationFailedError` for the first
-            two); the message names the cause.
+        PeerUnreachableError
+            The server cannot be reached (connection refused, timed out, TLS handshake).
+        AssociationRejectedError
+            The server rejects the association (``rejection``: result, source, reason).
+        AssociationAbortedError
+            The server aborts the association or stops answering the search.
+        ContextNotAcceptedError
+            The server does not offer the worklist (or Q/R) information model to us.
+        QueryFailedError
+            The server answers with a failure status (``status``); the message gives it in
+            hex, its meaning and the Error Comment.
         InvalidValueError
-            An invalid date or date range.
+            An invalid key, date or date range.
         """
         identifier = self.worklist_identifier(query or WorklistQuery())
         answers = self._find(QueryModel.WORKLIST, identifier, limit)
@@ -342,12 +350,19 @@ class Querier:
     ) -> list[QueryResult]:
         """Search with Query/Retrieve (the device's model and level unless given).
 
+        The worklist model (``QueryModel.WORKLIST``), as the model or the device's root
+        model, searches Study Root (use :meth:`find_worklist` for the worklist).
+
         Raises
         ------
-        DicomNetworkError
+        PeerUnreachableError, AssociationRejectedError, AssociationAbortedError
             As :meth:`find_worklist`.
-        ValueError
-            The worklist model was named (use :meth:`find_worklist`).
+        ContextNotAcceptedError
+            The server does not offer the Q/R information model to us.
+        QueryFailedError
+            The server answers with a failure status (``status``).
+        InvalidValueError
+            An invalid key, date or date range.
         """
         model = model or self.device.root_model
         if model is QueryModel.WORKLIST:
@@ -368,18 +383,20 @@ class Querier:
     def _answers(
         self, assoc: Association, uid: str, identifier: Dataset, limit: int | None
     ) -> Iterator[Dataset]:
-        where = f"{self.device.ae_title}@{self.device.host}:{self.device.port}"
+        where = peer_name(self.device)
         found = 0
         responses = assoc.send_c_find(identifier, uid, msg_id=1)
         for status, answer in responses:
             code = status.get("Status")  # an empty Dataset: no answer came
             if code is None:
-                raise DicomNetworkError(
+                raise AssociationAbortedError(
                     f"{where} stopped answering the search (no answer within "
-                    f"{self.device.timeouts.dimse_s:g} s, or the association was aborted)"
+                    f"{self.device.timeouts.dimse_s:g} s, or the association was aborted)",
+                    peer=where,
                 )
             code = int(code)
-            if code in _PENDING:
+            kind = category(code)
+            if kind is StatusCategory.PENDING:
                 if answer is not None:
                     found += 1
                     yield decode_identifier(answer, self.device.charset)
@@ -389,13 +406,16 @@ class Querier:
                         pass
                     return
                 continue
-            if code in (0x0000, 0xFE00):
+            if kind in _ENDS:  # a Warning ends the search too: the answers stand
                 return
-            meaning = _FIND_FAILURES.get(code, "Unable to Process" if code >> 12 == 0xC else "")
+            meaning = status_meaning(code, QR_FIND_SERVICE_CLASS_STATUS)
             comment = status.get("ErrorComment")
             detail = f": {comment}" if comment else ""
-            raise DicomNetworkError(
-                f"{where} answered the search with 0x{code:04X} {meaning or 'failure'}{detail}"
+            raise QueryFailedError(
+                f"{where} answered the search with 0x{code:04X} {meaning}{detail}",
+                peer=where,
+                status=code,
+                transient=retryable(code),
             )
 
 

@@ -115,9 +115,18 @@ class Sender:
 
         Raises
         ------
+        PeerUnreachableError
+            The device cannot be reached (connection refused, timed out, TLS handshake).
+        AssociationRejectedError
+            The device rejects us (the message gives the reason in words; ``rejection``
+            the result, source and reason).
+        AssociationAbortedError
+            The device aborts the association or does not answer the C-ECHO.
+        ContextNotAcceptedError
+            The device does not accept Verification.
         DicomNetworkError
-            The device cannot be reached, rejects us (the message gives the reason in
-            words) or does not answer with success.
+            The device answers the C-ECHO with a status other than Success, or the TLS
+            files cannot be loaded. Every error here is one; each names the ``peer``.
         """
         return echo(self.device, self.calling_ae_title)
 
@@ -219,7 +228,12 @@ class Sender:
                 query = dicom_query(dicom.header, self.querier.device)
                 item = match_one(self.querier, query, path.name)
             except (WorklistMatchError, DicomNetworkError, InvalidValueError) as exc:
-                record((index, 0), _failed(path, f"not sent: {exc}"))
+                # A worklist down or out of resources for a while: the file can wait.
+                transient = isinstance(exc, DicomNetworkError) and exc.transient
+                state = SendState.RETRYABLE if transient else SendState.FAILED
+                record(
+                    (index, 0), FileOutcome(source=path, state=state, message=f"not sent: {exc}")
+                )
                 return None
         return Delivery(
             index=index,
