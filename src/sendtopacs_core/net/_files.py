@@ -39,6 +39,7 @@ from sendtopacs_core.net._walk import (
     is_known_vr,
     tag_text,
     walk_data_set,
+    walk_file_meta,
 )
 from sendtopacs_core.uids import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
@@ -253,26 +254,15 @@ def _raw_data_set_syntax(head: bytes) -> str | None:
 
 def _read_meta(stream: BinaryIO, size: int) -> tuple[Dataset, int]:
     """The File Meta Information and where the data set starts; checked for completeness."""
+    data_offset = walk_file_meta(stream, size)
     stream.seek(0)
     try:
-        meta = read_file_meta_info_from(stream)
-    # UserWarning: pydicom warns of a damaged file, raised where warnings are errors.
-    except (InvalidDicomError, ValueError, EOFError, struct.error, UserWarning) as exc:
+        with quiet_pydicom():
+            meta = read_file_meta_info_from(stream)
+    except (InvalidDicomError, ValueError, EOFError, struct.error, KeyError, TypeError) as exc:
         raise InvalidDicomFileError(
-            f"cannot read the File Meta Information: {first_line(exc)}"
+            f"cannot read the File Meta Information (up to offset {data_offset}): {first_line(exc)}"
         ) from exc
-    data_offset = stream.tell()
-    missing = [
-        keyword
-        for keyword in ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID")
-        if not str(meta.get(keyword, "")).strip("\0 ")
-    ]
-    if not str(meta.get("TransferSyntaxUID", "")).strip("\0 "):
-        missing.append("TransferSyntaxUID")
-    if missing:
-        raise InvalidDicomFileError("the file meta information lacks " + ", ".join(missing))
-    if data_offset > size:
-        raise InvalidDicomFileError("truncated: the file ends inside its File Meta Information")
     group_length = meta.get("FileMetaInformationGroupLength")
     if group_length is not None:
         # 128 + 4 + the group length element itself (12 bytes) + its value
@@ -287,6 +277,20 @@ def _read_meta(stream: BinaryIO, size: int) -> tuple[Dataset, int]:
                 f"damaged: the File Meta Information Group Length (0002,0000) says "
                 f"{int(group_length)} bytes, its elements take {data_offset - 144}"
             )
+    missing = [
+        f"{keyword} {_tag_of(keyword)}"
+        for keyword in (
+            "MediaStorageSOPClassUID",
+            "MediaStorageSOPInstanceUID",
+            "TransferSyntaxUID",
+        )
+        if not str(meta.get(keyword, "")).strip("\0 ")
+    ]
+    if missing:
+        raise InvalidDicomFileError(
+            f"the File Meta Information (which ends at offset {data_offset}) lacks "
+            + ", ".join(missing)
+        )
     return meta, data_offset
 
 
@@ -330,7 +334,7 @@ def _check_uids(header: Dataset, meta: Dataset) -> tuple[str, str]:
             ) from exc
         if not value:
             raise InvalidDicomFileError(
-                f"the data set has no {keyword} ({_tag_of(keyword)}): a PACS cannot store it"
+                f"the data set has no {keyword} {_tag_of(keyword)}: a PACS cannot store it"
             )
         in_meta = str(meta.get(meta_keyword, "")).strip("\0 ")
         if value != in_meta:

@@ -20,7 +20,7 @@ from typing import BinaryIO, Final
 import attrs
 from pydicom.datadict import dictionary_VR
 
-__all__ = ["DataSetShape", "InvalidDicomFileError", "walk_data_set"]
+__all__ = ["DataSetShape", "InvalidDicomFileError", "walk_data_set", "walk_file_meta"]
 
 _ITEM: Final = 0xFFFEE000
 _ITEM_DELIMITER: Final = 0xFFFEE00D
@@ -178,8 +178,10 @@ class _Walker:
                 )
             return None
         if len(head) < 8:
+            inside = "" if container == source.where else f" in {container}"
             raise self.fail(
-                f"truncated: {source.where} ends inside the element header at offset {offset}"
+                f"truncated: {source.where} ends inside the element header at offset "
+                f"{offset}{inside}"
             )
         group, element = struct.unpack(self.order + "HH", head[:4])
         tag = group << 16 | element
@@ -205,18 +207,27 @@ class _Walker:
             )
         return tag, vr, length, offset
 
-    def skip(self, tag: int, offset: int, length: int, end: int | None, container: str) -> None:
+    def skip(  # noqa: PLR0917 - one class's helper
+        self,
+        tag: int,
+        offset: int,
+        length: int,
+        end: int | None,
+        container: str,
+        what: str = "",
+    ) -> None:
+        what = what or f"{tag_text(tag)} at offset {offset}"
         source = self.source
         start = source.position
         if end is not None and start + length > end:
             raise self.fail(
-                f"damaged: {tag_text(tag)} at offset {offset} needs {length} bytes, which runs "
+                f"damaged: {what} needs {length} bytes, which runs "
                 f"{start + length - end} bytes past the end of {container} (at {end})"
             )
         got = source.skip(length)
         if got < length:
             raise self.fail(
-                f"truncated: {source.where} ends inside {tag_text(tag)} at offset {offset}: "
+                f"truncated: {source.where} ends inside {what}: "
                 f"its value needs {length} bytes, {got} are left"
             )
 
@@ -335,9 +346,9 @@ class _Walker:
 
     def fragments(self, tag: int, offset: int, end: int | None, container: str) -> None:
         """Encapsulated Pixel Data: items (the offset table, the fragments), then a delimiter."""
-        name = f"the encapsulated {tag_text(tag)} at offset {offset}"
+        name = f"the encapsulated Pixel Data {tag_text(tag)} at offset {offset}"
         while True:
-            found = self.header(end=end, container=container)
+            found = self.header(end=end, container=name)
             if found is None:
                 raise self.fail(
                     f"truncated: {name} has no Sequence Delimitation Item (the file ends at "
@@ -351,7 +362,8 @@ class _Walker:
                     f"damaged: {tag_text(item)} at offset {item_offset} in {name} is not a "
                     "fragment item"
                 )
-            self.skip(item, item_offset, length, end, container)
+            what = f"the fragment (FFFE,E000) at offset {item_offset} of {name}"
+            self.skip(item, item_offset, length, end, container, what)
 
 
 def _implicit_vr(tag: int) -> bytes:
@@ -395,3 +407,34 @@ def walk_data_set(
     if shape is None:  # pragma: no cover - the top level always has a shape
         raise InvalidDicomFileError("damaged: the data set ends with a delimiter")
     return shape
+
+
+def walk_file_meta(stream: BinaryIO, size: int) -> int:
+    """Walk the File Meta Information (Explicit VR Little Endian, group 0002, from offset
+    132); return where it ends, i.e. where the data set starts.
+
+    Raises
+    ------
+    InvalidDicomFileError
+        An element of group 0002 is cut, or its length runs past the file.
+    """
+    walker = _Walker(_Source(stream, 132, size), little=True, implicit=False)
+    name = "the File Meta Information"
+    while True:
+        offset = walker.source.position
+        stream.seek(offset)
+        if stream.read(2) != b"\x02\x00":  # the data set begins (or the file ends)
+            stream.seek(offset)
+            walker.source.position = offset
+            return offset
+        stream.seek(offset)
+        found = walker.header(end=None, container=name)
+        if found is None:  # pragma: no cover - two bytes were there
+            return offset
+        tag, _vr, length, element_offset = found
+        if length == _UNDEFINED:
+            raise InvalidDicomFileError(
+                f"damaged: {tag_text(tag)} at offset {element_offset} of {name} has an "
+                "undefined length"
+            )
+        walker.skip(tag, element_offset, length, None, name)
