@@ -29,5 +29,10 @@ def configure(verbosity: int) -> None:
     # pynetdicom logs each refused association or connection at ERROR; the commands report
     # them in their own words, so its messages show only with -v.
     logging.getLogger("pynetdicom").setLevel(level if verbosity >= 1 else logging.CRITICAL)
+    # pydicom and the pixel decoders log each failing plugin with its traceback, and warn of
+    # the oddities of a file (quoting its values): the outcome says why a file failed, so
+    # theirs show only with -v.
+    for name in ("pydicom", "pylibjpeg", "openjpeg", "rle"):
+        logging.getLogger(name).setLevel(level if verbosity >= 1 else logging.CRITICAL)
     # pynetdicom dumps C-FIND identifiers (patient data) at INFO unless told not to.
     log_dicom_identifiers(enabled=verbosity >= 2)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -458,3 +460,27 @@ def test_a_deflated_data_set_of_odd_length_is_padded_not_retried(
     [received] = peer.received_files()
     assert pydicom.dcmread(received).SOPInstanceUID == uid
     assert source.read_bytes() == before
+
+
+def test_a_decoder_failure_prints_no_traceback_at_default_verbosity(
+    dcmtk_storescp_factory: StoreSCPFactory, tmp_path: Path
+) -> None:
+    """Defect 16: pydicom's decoders log each failing plugin with its traceback
+    (``LOGGER.exception``); on the command line that reached stderr."""
+    ds = _image(_base(), rows=8, columns=8)
+    ds.PatientName = "Sentinel^Tracey"
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(40)])
+    ds["PixelData"].VR = "OB"
+    broken = _write(tmp_path / "broken.dcm", ds, JPEG2000Lossless)
+    peer = dcmtk_storescp_factory()
+    command = [sys.executable, "-m", "sendtopacs_adapters", "send", "--host", "127.0.0.1"]
+    command += ["--port", str(peer.port), "--called-aet", peer.ae_title, str(broken)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot prepare the copy" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "openjpeg" not in done.stderr.lower()
+    assert "Sentinel" not in done.stderr
+    assert peer.received_files() == []

@@ -418,7 +418,12 @@ def first_line(exc: BaseException) -> str:
     for marker in ("\nTraceback", "Traceback (most recent"):
         if marker in text:
             text = text[: text.index(marker)].strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and lines[0].endswith(":"):  # "raised by all available plugins:" ...
+        return lines[0] + " " + "; ".join(lines[1:4])
+    return lines[0]
 
 
 _QUIET = threading.Lock()
