@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 from sendtopacs_core import log_dicom_identifiers
 
@@ -34,5 +35,7 @@ def configure(verbosity: int) -> None:
     # theirs show only with -v.
     for name in ("pydicom", "pylibjpeg", "openjpeg", "rle"):
         logging.getLogger(name).setLevel(level if verbosity >= 1 else logging.CRITICAL)
+    if verbosity < 1:  # the same warnings, raised by pydicom (or in pynetdicom's threads)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(pydicom|pynetdicom)\b")
     # pynetdicom dumps C-FIND identifiers (patient data) at INFO unless told not to.
     log_dicom_identifiers(enabled=verbosity >= 2)

@@ -17,6 +17,7 @@ import re
 import struct
 import subprocess
 import sys
+import warnings
 import zlib
 from pathlib import Path
 
@@ -484,3 +485,41 @@ def test_a_decoder_failure_prints_no_traceback_at_default_verbosity(
     assert "openjpeg" not in done.stderr.lower()
     assert "Sentinel" not in done.stderr
     assert peer.received_files() == []
+
+
+def test_pydicom_warnings_about_a_value_stay_off_stderr(
+    dcmtk_storescp_factory: StoreSCPFactory, tmp_path: Path
+) -> None:
+    """pydicom warns of an invalid value by quoting it; at default verbosity the command
+    line shows neither the warning nor the value, and the file is sent as DCMTK sends it."""
+    odd_uid = "1.2.826.0.1.3680043.9999.7x"  # "x": not a valid UI, still the object's name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the value here too
+        ds = _image(_base())
+        ds.SOPInstanceUID = odd_uid
+        ds.PatientName = "Sentinel^Valerie"
+        ds.PatientBirthDate = "19990231"  # no such day
+        source = _write(tmp_path / "odd.dcm", ds, ExplicitVRLittleEndian)
+    settings = tmp_path / "settings.json"
+    settings.write_text(
+        '{"dicom": {"update_tags": [{"tag": "InstitutionName", "value": "{PatientName} '
+        '{PatientBirthDate}", "create_if_missing": true}]}}',
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "sendtopacs_adapters", "--settings", str(settings), "send"]
+    peer = dcmtk_storescp_factory()
+    command += ["--host", "127.0.0.1", "--port", str(peer.port)]
+    command += ["--called-aet", peer.ae_title, str(source)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    assert odd_uid not in done.stderr
+    assert "Sentinel" not in done.stderr
+    [received] = peer.received_files()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = pydicom.dcmread(received)
+        assert stored.SOPInstanceUID == odd_uid
+        assert stored.InstitutionName == "Sentinel^Valerie 19990231"

@@ -192,7 +192,8 @@ def read_dicom_file(path: Path) -> DicomFile:
         is_part10 = len(head) == 132 and head[128:] == b"DICM"
         meta: Dataset | None = None
         if is_part10:
-            meta, data_offset = _read_meta(stream, size)
+            with quiet_pydicom():  # a value read may be warned of, quoted
+                meta, data_offset = _read_meta(stream, size)
             syntax = UID(str(meta.TransferSyntaxUID).strip("\0 "))
         else:
             raw = _raw_data_set_syntax(head)
@@ -217,8 +218,9 @@ def read_dicom_file(path: Path) -> DicomFile:
     if meta is None:
         header.file_meta = _made_meta(header, syntax)
         meta = header.file_meta
-    sop_class, sop_instance = _check_uids(header, meta)
-    _check_pixels(header, shape, sop_class, syntax)
+    with quiet_pydicom():  # reading a value may warn, quoting it
+        sop_class, sop_instance = _check_uids(header, meta)
+        _check_pixels(header, shape, sop_class, syntax)
     return DicomFile(
         path=path,
         size=size,
@@ -426,7 +428,7 @@ def first_line(exc: BaseException) -> str:
     return lines[0]
 
 
-_QUIET = threading.Lock()
+_QUIET = threading.RLock()
 
 
 @contextmanager
@@ -436,7 +438,8 @@ def quiet_pydicom() -> Iterator[None]:
     pydicom warns (``warnings.warn``) of oddities of the files it reads, and a warning may
     quote a value (a patient's name). The warnings of the block are recorded and logged at
     DEBUG. :func:`warnings.catch_warnings` changes process-wide state, so the blocks are
-    serialised by a lock.
+    serialised by a lock (re-entrant: blocks may nest), and a warning another thread emits
+    meanwhile is logged at DEBUG too.
     """
     with _QUIET, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -35,6 +35,7 @@ from sendtopacs_core.net._files import (
     DicomFile,
     InvalidDicomFileError,
     first_line,
+    quiet_pydicom,
     read_dicom_file,
 )
 from sendtopacs_core.net._outcome import FileOutcome
@@ -296,7 +297,8 @@ def _prepare(delivery: Delivery, syntax: str, target: Path) -> tuple[Path, Store
     the pixel decoders) is that file's failure, with the cause in words."""
     dicom = delivery.dicom
     try:
-        header = _changed_header(delivery)
+        with quiet_pydicom():  # decoding values may warn, quoting them
+            header = _changed_header(delivery)
     except InvalidValueError as exc:
         return f"header not changed: {exc}"
     except Exception as exc:  # one file's failure domain: pydicom, a character set...

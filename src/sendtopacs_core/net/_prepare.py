@@ -203,9 +203,9 @@ def _drop_group_lengths(dataset: Dataset) -> None:
 def _write_with_header(source: DicomFile, target: Path, header: Dataset) -> None:
     """The new header, then the source's bytes from its Pixel Data on, copied unchanged."""
     _drop_group_lengths(header)
-    _name_own_uids(header)
     with target.open("wb") as output:
         with quiet_pydicom():
+            _name_own_uids(header)
             dcmwrite(output, header, enforce_file_format=True)
         with source.path.open("rb") as stream:
             stream.seek(source.pixel_offset)
