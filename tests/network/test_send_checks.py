@@ -523,3 +523,38 @@ def test_pydicom_warnings_about_a_value_stay_off_stderr(
         stored = pydicom.dcmread(received)
         assert stored.SOPInstanceUID == odd_uid
         assert stored.InstitutionName == "Sentinel^Valerie 19990231"
+
+
+def test_tolerated_oddities_that_dcmtk_reads_are_sent(
+    dcmtk_storescp_factory: StoreSCPFactory, tmp_path: Path
+) -> None:
+    """Trailing NUL padding (files copied from disc sectors), and an Explicit VR file written
+    in Implicit VR (pydicom and DCMTK read both) are whole files: walked, then sent."""
+    padded = _write(tmp_path / "padded.dcm", _image(_base()), ExplicitVRLittleEndian)
+    padded.write_bytes(padded.read_bytes() + bytes(512))
+    ds = _with_sequence(_image(_base()))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(ds.SOPClassUID)
+    meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, meta, enforce_standard=True)
+    body = DicomBytesIO()
+    body.is_little_endian, body.is_implicit_VR = True, True
+    write_dataset(body, ds)
+    mislabelled = tmp_path / "mislabelled.dcm"
+    mislabelled.write_bytes(head.getvalue() + body.getvalue())
+    garbage = tmp_path / "garbage-after-zeros.dcm"
+    garbage.write_bytes(padded.read_bytes() + b"\x08\x00\x20\x00DA\x08\x0020240101")
+    peer = dcmtk_storescp_factory()
+    report = Sender(device_to(peer.ae_title, peer.port)).send([padded, mislabelled, garbage])
+    sent_padded, sent_mislabelled, refused = report.outcomes
+    assert sent_padded.state is SendState.SENT, sent_padded.message
+    assert sent_mislabelled.state is SendState.SENT, sent_mislabelled.message
+    assert refused.state is SendState.FAILED
+    assert "NUL bytes at offset" in refused.message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the mislabelled VR, as expected
+        stored = {str(pydicom.dcmread(path).SOPInstanceUID) for path in peer.received_files()}
+    assert stored == {sent_padded.sop_instance_uid, ds.SOPInstanceUID}

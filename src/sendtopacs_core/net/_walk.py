@@ -183,6 +183,13 @@ class _Walker:
                 f"truncated: {source.where} ends inside the element header at offset "
                 f"{offset}{inside}"
             )
+        if head == bytes(8) and end is None and container == source.where:
+            if self.zeros_to_end():  # trailing NUL padding (a disc sector): the end
+                return None
+            raise self.fail(
+                f"damaged: NUL bytes at offset {offset} where an element should start, "
+                "followed by data"
+            )
         group, element = struct.unpack(self.order + "HH", head[:4])
         tag = group << 16 | element
         if group == 0xFFFE or self.implicit:
@@ -206,6 +213,13 @@ class _Walker:
                 f"(found {vr!r}): the file is damaged or a length before it is wrong"
             )
         return tag, vr, length, offset
+
+    def zeros_to_end(self) -> bool:
+        """Whether only NUL bytes are left (then read to the end), at the top level."""
+        while piece := self.source.read(1 << 16):
+            if piece.count(0) != len(piece):
+                return False
+        return True
 
     def skip(  # noqa: PLR0917 - one class's helper
         self,
@@ -401,6 +415,12 @@ def walk_data_set(
         source = _InflatingSource(stream, start, inflate_limit)
     else:
         source = _Source(stream, start, size)
+        stream.seek(start)
+        first = stream.read(6)
+        stream.seek(start)
+        if not implicit and len(first) == 6 and not is_known_vr(first[4:6]):
+            # Explicit VR said, implicit VR written: read as pydicom and DCMTK read it
+            implicit = True
     shape = _Walker(source, little=little, implicit=implicit).data_set(
         end=None, depth=0, container=source.where
     )
