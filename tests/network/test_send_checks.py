@@ -223,12 +223,25 @@ def test_pixel_data_of_the_wrong_length_is_refused(storage_scp: StorageSCP, tmp_
     ds = _image(_base(), rows=4, columns=6)
     ds.PixelData = bytes(20)  # 24 implied
     short = _write(tmp_path / "short.dcm", ds, ExplicitVRLittleEndian)
-    report = _sender(storage_scp).send([short])
-    [outcome] = report.outcomes
-    assert outcome.state is SendState.FAILED
-    assert "(7FE0,0010) holds 20 bytes" in outcome.message
-    assert "imply 24" in outcome.message
-    assert storage_scp.associations == 0
+    ds = _image(_base(), rows=4, columns=6)
+    ds.NumberOfFrames = 2
+    ds.PixelData = bytes(48 * 8)  # one byte a pixel for Bits Allocated 1: 8 times too long
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    unpacked = _write(tmp_path / "unpacked.dcm", ds, ExplicitVRLittleEndian)
+    ds = _image(_base(), rows=4, columns=6)
+    ds.PixelData = bytes(24 + 16)  # trailing padding under a frame: read as pydicom reads it
+    padded = _write(tmp_path / "padded.dcm", ds, ExplicitVRLittleEndian)
+    report = _sender(storage_scp).send([short, unpacked, padded])
+    short_outcome, unpacked_outcome, padded_outcome = report.outcomes
+    assert short_outcome.state is SendState.FAILED
+    assert "(7FE0,0010) holds 20 bytes" in short_outcome.message
+    assert "imply 24" in short_outcome.message
+    assert unpacked_outcome.state is SendState.FAILED
+    assert "holds 384 bytes" in unpacked_outcome.message
+    assert "imply 6" in unpacked_outcome.message
+    assert padded_outcome.state is SendState.SENT, padded_outcome.message
+    assert storage_scp.c_store_count == 1
 
 
 def test_a_file_meta_group_length_that_disagrees_is_refused(

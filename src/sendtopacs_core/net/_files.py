@@ -168,8 +168,12 @@ _OTHER_IMAGE_STORAGE: Final = frozenset(
 )
 
 
-def read_dicom_file(path: Path) -> DicomFile:
+def read_dicom_file(path: Path, *, exact_pixels: bool = False) -> DicomFile:
     """Walk a DICOM file to its end, read its header, and check what it says.
+
+    ``exact_pixels``: native Pixel Data must have exactly the length its attributes imply
+    (for the copies we write); otherwise (a file given) trailing padding shorter than one
+    frame is allowed, as pydicom and viewers allow it.
 
     The file is refused when any element is cut or runs past what holds it (see
     :func:`~sendtopacs_core.net._walk.walk_data_set`), when the File Meta Information is
@@ -220,7 +224,7 @@ def read_dicom_file(path: Path) -> DicomFile:
         meta = header.file_meta
     with quiet_pydicom():  # reading a value may warn, quoting it
         sop_class, sop_instance = _check_uids(header, meta)
-        _check_pixels(header, shape, sop_class, syntax)
+        _check_pixels(header, shape, sop_class, syntax, exact=exact_pixels)
     return DicomFile(
         path=path,
         size=size,
@@ -353,7 +357,9 @@ def _tag_of(keyword: str) -> str:
     return tag_text(int(Tag(keyword)))
 
 
-def _check_pixels(header: Dataset, shape: DataSetShape, sop_class: str, syntax: UID) -> None:
+def _check_pixels(
+    header: Dataset, shape: DataSetShape, sop_class: str, syntax: UID, *, exact: bool
+) -> None:
     """An image has Pixel Data; native Pixel Data has the length its attributes imply."""
     if shape.pixel_tag is None:
         if is_image_storage(sop_class):
@@ -367,13 +373,17 @@ def _check_pixels(header: Dataset, shape: DataSetShape, sop_class: str, syntax: 
         return  # encapsulated: its fragments were checked by the walk
     try:
         expected = expected_pixel_length(header, shape.pixel_tag)
+        frames = max(1, int(header.get("NumberOfFrames", 1) or 1))
     except (ValueError, TypeError) as exc:
         raise InvalidDicomFileError(
             f"the Image Pixel attributes cannot be read: {first_line(exc)}"
         ) from exc
     if expected is None:
         return
-    if shape.pixel_length not in (expected, expected + expected % 2):
+    # The pad byte to an even length; for a file given, trailing padding under one frame
+    # (which pydicom reads as "excess padding"); never a frame's worth or more.
+    slack = expected % 2 if exact else max(1, expected // frames - 1)
+    if not expected <= shape.pixel_length <= expected + slack:
         raise InvalidDicomFileError(
             f"damaged: {tag_text(shape.pixel_tag)} holds {shape.pixel_length} bytes, but Rows, "
             f"Columns, Samples per Pixel, Number of Frames and Bits Allocated imply {expected}"

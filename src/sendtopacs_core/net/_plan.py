@@ -316,7 +316,7 @@ def _prepare(delivery: Delivery, syntax: str, target: Path) -> tuple[Path, Store
     except Exception as exc:  # pydicom, numpy, pylibjpeg, openjpeg, rle: this file only
         return f"cannot prepare the copy in {_name(syntax)}: {_cause(exc)}"
     try:
-        checked = read_dicom_file(target)  # what is sent is checked like what was given
+        checked = read_dicom_file(target, exact_pixels=True)  # checked like what was given
     except (InvalidDicomFileError, OSError) as exc:
         return f"not sent: the copy prepared in {_name(syntax)} is wrong: {exc}"
     stored = StoredFile(
