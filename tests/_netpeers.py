@@ -1114,9 +1114,10 @@ def device_to(ae_title: str, port: int, **options: Any) -> Device:
 
 
 def write_tiny_instance(path: Path, sop_class_uid: str) -> str:
-    """Write a minimal object of any storage SOP class (no pixels); return its instance UID.
+    """Write a minimal object of any storage SOP class; return its instance UID.
 
-    Enough for a storage SCP that does not validate the IOD (pynetdicom, ``storescp``).
+    Enough for a storage SCP that does not validate the IOD (pynetdicom, ``storescp``). It
+    has a 2x2 monochrome Image Pixel module, so that an image SOP class has its Pixel Data.
     """
     import pydicom
     import pydicom.uid
@@ -1135,6 +1136,13 @@ def write_tiny_instance(path: Path, sop_class_uid: str) -> str:
     ds.StudyInstanceUID = pydicom.uid.generate_uid()
     ds.SeriesInstanceUID = pydicom.uid.generate_uid()
     ds.Modality = "OT"
+    ds.Rows = ds.Columns = 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = b"\x00\x40\x80\xff"
     ds.save_as(path, enforce_file_format=True)
     return str(sop_instance)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 from sendtopacs_core import log_dicom_identifiers
 
@@ -29,5 +30,12 @@ def configure(verbosity: int) -> None:
     # pynetdicom logs each refused association or connection at ERROR; the commands report
     # them in their own words, so its messages show only with -v.
     logging.getLogger("pynetdicom").setLevel(level if verbosity >= 1 else logging.CRITICAL)
+    # pydicom and the pixel decoders log each failing plugin with its traceback, and warn of
+    # the oddities of a file (quoting its values): the outcome says why a file failed, so
+    # theirs show only with -v.
+    for name in ("pydicom", "pylibjpeg", "openjpeg", "rle"):
+        logging.getLogger(name).setLevel(level if verbosity >= 1 else logging.CRITICAL)
+    if verbosity < 1:  # the same warnings, raised by pydicom (or in pynetdicom's threads)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(pydicom|pynetdicom)\b")
     # pynetdicom dumps C-FIND identifiers (patient data) at INFO unless told not to.
     log_dicom_identifiers(enabled=verbosity >= 2)

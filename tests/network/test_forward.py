@@ -389,20 +389,34 @@ def test_a_dicom_file_truncated_in_its_header_fails(
     assert "truncated" in _reason(day / "cut.dcm")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cut exactly between two elements before the image module, a file looks complete "
-    "(DCMTK storescu sends it too); only a stability check of the file can catch it",
-)
-def test_a_dicom_file_cut_between_elements_before_the_image_is_not_detected(
+def test_a_dicom_file_cut_between_elements_before_the_image_is_refused_and_kept(
     tmp_path: Path, storage_scp: StorageSCP
 ) -> None:
+    """Cut exactly between two elements, the file looks complete to pydicom (and DCMTK's
+    storescu sends it); walked to its end, it is an image SOP class without Pixel Data."""
     rig = _rig(tmp_path, storage_scp.port, remove_sent=True)
     path = rig.directory / "cut.dcm"
     write_secondary_capture(path)
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * 0.5)])  # right after (0010,0020)
+    whole = pydicom.dcmread(path)
+    boundary = _element_end(data, whole, "PatientID")
+    path.write_bytes(data[:boundary])  # right after (0010,0020)
     assert _kinds(rig.step())[-1] == ("cut.dcm", "failed")
+    assert storage_scp.c_store_count == 0
+    day = rig.monitor.failed_folder / _day(rig.clock.now)
+    reason = _reason(day / "cut.dcm")
+    assert "no Pixel Data (7FE0,0010)" in reason
+    assert (day / "cut.dcm").read_bytes() == data[:boundary]  # kept, not deleted
+
+
+def _element_end(data: bytes, dataset: pydicom.Dataset, keyword: str) -> int:
+    """Where the element ``keyword`` of an explicit VR little endian file ends."""
+    element = dataset[keyword]
+    value = element.value.encode("ascii")
+    value += b" " * (len(value) % 2)
+    header = element.tag.group.to_bytes(2, "little") + element.tag.element.to_bytes(2, "little")
+    start = data.index(header + element.VR.encode("ascii"))
+    return start + 8 + len(value)
 
 
 def test_a_non_dicom_image_is_converted_with_the_monitor_study(

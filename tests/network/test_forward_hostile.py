@@ -3,6 +3,8 @@ file, quickly; the Forwarder never raises; nothing is written outside the config
 
 from __future__ import annotations
 
+import io
+import re
 import time
 import zlib
 from pathlib import Path
@@ -121,3 +123,76 @@ def test_every_hostile_input_is_sent_or_failed_with_a_reason(
     assert not list((tmp_path / "in").rglob("*"))  # every input went somewhere
     written = {p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*") if p.is_file()}
     assert written <= {"in", "failed", "ok", "storage_scp"}
+
+
+def _element_boundaries(path: Path) -> list[int]:
+    """The offsets where a top-level element of an explicit VR little endian file ends
+    (before the Pixel Data), found by pydicom's element generator."""
+    data = path.read_bytes()
+    stream = io.BytesIO(data)
+    pydicom.filereader.read_preamble(stream, False)
+    pydicom.filereader.read_dataset(stream, False, True, stop_when=lambda t, _v, _l: t.group != 2)
+    ends = [stream.tell()]
+    for raw in pydicom.filereader.data_element_generator(stream, False, True):
+        if raw.tag == 0x7FE00010:
+            break
+        assert isinstance(raw, pydicom.dataelem.RawDataElement)
+        ends.append(raw.value_tell + raw.length)
+    return ends
+
+
+def test_a_file_cut_at_any_element_boundary_is_failed_and_kept(
+    storage_scp: StorageSCP, tmp_path: Path
+) -> None:
+    """Cut exactly between two elements, a file looks complete to pydicom; walked to its
+    end it is an image without Pixel Data (or without its UIDs): never sent, never deleted."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    whole = tmp_path / "whole.dcm"
+    write_secondary_capture(whole)
+    data = whole.read_bytes()
+    boundaries = _element_boundaries(whole)
+    assert len(boundaries) > 15
+    for end in boundaries:
+        (folder / f"cut{end:05d}.dcm").write_bytes(data[:end])
+    seq = Dataset()
+    seq.CodeValue = "X"
+    sequence_file = folder / "seqlen.dcm"
+    write_secondary_capture(sequence_file)
+    ds = pydicom.dcmread(sequence_file)
+    ds.ContentSequence = Sequence([seq])
+    ds.save_as(sequence_file, enforce_file_format=True)
+    raw = bytearray(sequence_file.read_bytes())
+    at = bytes(raw).index(b"\x40\x00\x30\xa7SQ\x00\x00") + 8  # (0040,A730) its length
+    raw[at : at + 4] = (int.from_bytes(raw[at : at + 4], "little") + 4).to_bytes(4, "little")
+    sequence_file.write_bytes(bytes(raw))
+    monitor = MonitorRule(
+        name="m",
+        directory=folder,
+        failed_dir=tmp_path / "failed",
+        success_dir=tmp_path / "ok",
+        settle_s=0,
+        retry_count=0,
+        study=Study(patient_id="P1"),
+    )
+    device = Device(
+        name="pacs", ae_title=storage_scp.ae_title, host="127.0.0.1", port=storage_scp.port
+    )
+    forwarder = Forwarder(
+        Settings(devices=(device,), monitors=(monitor,)), monitor, Journal.in_memory()
+    )
+    forwarder.scan()
+    events = forwarder.step()
+    outcome = {event.path: event.kind for event in events if event.kind in ("sent", "failed")}
+    names = sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+    assert names == []  # every input went somewhere...
+    assert set(outcome) == {f"cut{end:05d}.dcm" for end in boundaries} | {"seqlen.dcm"}
+    assert set(outcome.values()) == {"failed"}  # ...to the failed folder, kept
+    for name in outcome:
+        [kept] = (tmp_path / "failed").rglob(name)
+        reason = kept.with_name(f"{name}_reason.txt").read_text("utf-8")
+        assert re.search(r"offset \d+|\([0-9A-F]{4},[0-9A-F]{4}\)", reason), reason
+    assert "(0040,A730)" in next((tmp_path / "failed").rglob("seqlen.dcm_reason.txt")).read_text(
+        "utf-8"
+    )
+    assert storage_scp.c_store_count == 0

@@ -43,6 +43,7 @@ from sendtopacs_core.errors import (
     PeerUnreachableError,
 )
 from sendtopacs_core.model import Device, WorklistDevice
+from sendtopacs_core.net._files import quiet_pydicom
 from sendtopacs_core.net._server import no_delay
 
 __all__ = [
@@ -446,8 +447,9 @@ def send_file(
         raise ValueError(f"no accepted presentation context for {sop_class} in {syntax}")
     request = C_STORE()
     request.MessageID = message_id
-    request.AffectedSOPClassUID = sop_class
-    request.AffectedSOPInstanceUID = sop_instance
+    with quiet_pydicom():  # an invalid UID is warned of (quoted) as it is set: at DEBUG
+        request.AffectedSOPClassUID = sop_class
+        request.AffectedSOPInstanceUID = sop_instance
     request.Priority = 2  # low, as DCMTK storescu sends by default
     request._dataset_path = (path, offset)
     sock = getattr(assoc.dul.socket, "socket", None)

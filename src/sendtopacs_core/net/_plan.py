@@ -36,7 +36,13 @@ from sendtopacs_core.net._association import (
     peer_name,
     send_file,
 )
-from sendtopacs_core.net._files import DicomFile
+from sendtopacs_core.net._files import (
+    DicomFile,
+    InvalidDicomFileError,
+    first_line,
+    quiet_pydicom,
+    read_dicom_file,
+)
 from sendtopacs_core.net._outcome import FileOutcome
 from sendtopacs_core.net._prepare import (
     UNCOMPRESSED,
@@ -256,31 +262,15 @@ def _send_one(  # noqa: PLR0917 - one call site
     choice = _choose(delivery, accepted, group)
     if choice.transfer_syntax is None:
         return attrs.evolve(base, state=SendState.FAILED, message=choice.problem)
-    syntax = choice.transfer_syntax
+    prepared = _prepare(delivery, choice.transfer_syntax, scratch / f"{message_id}.dcm")
+    if isinstance(prepared, str):
+        return attrs.evolve(base, state=SendState.FAILED, message=prepared)
+    path, stored, decoded = prepared
+    syntax = stored.transfer_syntax_uid
+    base = attrs.evolve(
+        base, sop_class_uid=stored.sop_class_uid, sop_instance_uid=stored.sop_instance_uid
+    )
     try:
-        header = _changed_header(delivery)
-    except InvalidValueError as exc:
-        return attrs.evolve(base, state=SendState.FAILED, message=f"header not changed: {exc}")
-    path, decoded = dicom.path, False
-    if header is not None or syntax != dicom.transfer_syntax_uid:
-        path = scratch / f"{message_id}.dcm"
-        try:
-            decoded = write_copy(dicom, path, header=header, transfer_syntax=syntax)
-        except (ValueError, NotImplementedError, RuntimeError, OSError) as exc:
-            return attrs.evolve(
-                base,
-                state=SendState.FAILED,
-                message=f"cannot prepare the copy in {_name(syntax)}: {exc}",
-            )
-    try:
-        stored = None
-        if path == dicom.path:  # the original: its header was read already
-            stored = StoredFile(
-                dicom.sop_class_uid,
-                dicom.sop_instance_uid,
-                dicom.transfer_syntax_uid,
-                data_offset=dicom.data_offset,
-            )
         result = send_file(assoc, path, message_id, stored)
     except (ValueError, RuntimeError, AttributeError, OSError) as exc:
         return attrs.evolve(base, state=SendState.RETRYABLE, message=f"not sent: {exc}")
@@ -297,7 +287,7 @@ def _send_one(  # noqa: PLR0917 - one call site
         message += f": {result.error_comment}"
     if decoded:
         message += " (decompressed: the PACS did not accept the compressed data)"
-    _LOGGER.debug("C-STORE %s: %s", dicom.sop_instance_uid, message)
+    _LOGGER.debug("C-STORE %s: %s", stored.sop_instance_uid, message)
     return attrs.evolve(
         base,
         state=state,
@@ -307,6 +297,49 @@ def _send_one(  # noqa: PLR0917 - one call site
         transfer_syntax_uid=syntax,
         decompressed=decoded,
     )
+
+
+def _prepare(delivery: Delivery, syntax: str, target: Path) -> tuple[Path, StoredFile, bool] | str:
+    """The file to send (the source, or a copy at ``target``), its UIDs and whether it was
+    decoded; or why it cannot be sent. Whatever preparing one file raises (pydicom, numpy,
+    the pixel decoders) is that file's failure, with the cause in words."""
+    dicom = delivery.dicom
+    try:
+        with quiet_pydicom():  # decoding values may warn, quoting them
+            header = _changed_header(delivery)
+    except InvalidValueError as exc:
+        return f"header not changed: {exc}"
+    except Exception as exc:  # one file's failure domain: pydicom, a character set...
+        return f"header not changed: {_cause(exc)}"
+    stored = StoredFile(
+        dicom.sop_class_uid,
+        dicom.sop_instance_uid,
+        dicom.transfer_syntax_uid,
+        data_offset=dicom.data_offset,
+    )
+    if header is None and syntax == dicom.transfer_syntax_uid and not dicom.needs_rewrite:
+        return dicom.path, stored, False
+    try:
+        decoded = write_copy(dicom, target, header=header, transfer_syntax=syntax)
+    except Exception as exc:  # pydicom, numpy, pylibjpeg, openjpeg, rle: this file only
+        return f"cannot prepare the copy in {_name(syntax)}: {_cause(exc)}"
+    try:
+        checked = read_dicom_file(target, exact_pixels=True)  # checked like what was given
+    except (InvalidDicomFileError, OSError) as exc:
+        return f"not sent: the copy prepared in {_name(syntax)} is wrong: {exc}"
+    stored = StoredFile(
+        checked.sop_class_uid,
+        checked.sop_instance_uid,
+        checked.transfer_syntax_uid,
+        data_offset=checked.data_offset,
+    )
+    return target, stored, decoded
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception in words: its first line (no traceback), and its kind if it says little."""
+    text = first_line(exc)
+    return text if len(text) > 12 else f"{type(exc).__name__}: {text}"
 
 
 def _changed_header(delivery: Delivery) -> Dataset | None:

@@ -13,15 +13,20 @@ when something must change:
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from pathlib import Path
 from typing import Final
 
+import numpy
 from pydicom import dcmread
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filewriter import dcmwrite
 from pydicom.pixels.decoders.base import get_decoder
+from pydicom.pixels.utils import pack_bits
+from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -32,7 +37,7 @@ from pydicom.uid import (
 
 from sendtopacs_core.charset import apply_charset
 from sendtopacs_core.model import TagPattern
-from sendtopacs_core.net._files import DicomFile
+from sendtopacs_core.net._files import DicomFile, quiet_pydicom
 from sendtopacs_core.tags import apply_tag_patterns
 
 __all__ = [
@@ -117,7 +122,11 @@ def write_copy(
 
     ``header`` is the changed header (``None``: unchanged); ``transfer_syntax`` the one the
     PACS accepted for this file. Decoding happens only when the syntax differs from the
-    source's and the source is compressed; a change between native syntaxes re-encodes.
+    source's and the source has compressed Pixel Data; a change between native syntaxes, or
+    of a compressed-syntax object without pixels, re-encodes. A 1-bit image decoded is
+    packed again bit by bit (PS3.5 8.1.1). The File Meta of the copy names the SOP Class and
+    Instance UIDs of its data set. The caller checks the copy (:func:`read_dicom_file`)
+    before sending it.
 
     Raises
     ------
@@ -129,23 +138,60 @@ def write_copy(
     if same_syntax and header is not None and not deflated:
         _write_with_header(source, target, header)
         return False
-    dataset = dcmread(source.path)
-    if header is not None:
-        for element in header:
-            dataset[element.tag] = element
-        if "SpecificCharacterSet" not in header and "SpecificCharacterSet" in dataset:
-            del dataset.SpecificCharacterSet
-    decoded = False
-    if not is_uncompressed(source.transfer_syntax_uid) and not same_syntax:
-        # pydicom 3 gives a decompressed dataset a new SOP Instance UID unless told not to;
-        # the PACS must receive the same instance, not a new one.
-        dataset.decompress(generate_instance_uid=False)
-        decoded = True
-    dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
-    _drop_group_lengths(dataset)
-    with target.open("wb") as output:
-        dcmwrite(output, dataset, enforce_file_format=True)
+    with quiet_pydicom():
+        dataset = dcmread(source.path, force=not source.is_part10)
+        if not source.is_part10:
+            dataset.file_meta = copy.deepcopy(source.header.file_meta)
+        if header is not None:
+            for element in header:
+                dataset[element.tag] = element
+            if "SpecificCharacterSet" not in header and "SpecificCharacterSet" in dataset:
+                del dataset.SpecificCharacterSet
+        decoded = False
+        has_pixels = any(tag in dataset for tag in _PIXEL_KEYWORDS)
+        if not is_uncompressed(source.transfer_syntax_uid) and not same_syntax and has_pixels:
+            _decompress(dataset)
+            decoded = True
+        dataset.file_meta.TransferSyntaxUID = UID(transfer_syntax)
+        _name_own_uids(dataset)
+        _drop_group_lengths(dataset)
+        with target.open("wb") as output:
+            dcmwrite(output, dataset, enforce_file_format=True)
     return decoded
+
+
+_PIXEL_KEYWORDS: Final = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _decompress(dataset: Dataset) -> None:
+    """Decode the Pixel Data in place (native, Explicit VR Little Endian).
+
+    pydicom 3 gives a decompressed dataset a new SOP Instance UID unless told not to: the PACS
+    must receive the same instance, not a new one. pydicom writes one byte a pixel for Bits
+    Allocated 1, eight times what the attributes say: packed again here.
+    """
+    dataset.decompress(generate_instance_uid=False)
+    if int(dataset.get("BitsAllocated", 0)) == 1:
+        pixels = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1))
+        pixels *= int(dataset.get("NumberOfFrames", 1) or 1)
+        unpacked = numpy.frombuffer(dataset.PixelData, dtype=numpy.uint8)
+        if unpacked.size in (pixels, pixels + pixels % 2):
+            dataset.PixelData = pack_bits(unpacked[:pixels])
+            dataset["PixelData"].VR = "OB"
+
+
+def _name_own_uids(dataset: Dataset) -> None:
+    """The File Meta names the data set's SOP Class and Instance UIDs (a tag pattern may
+    have changed them), so that the C-STORE names the object stored."""
+    for keyword, meta_keyword in (
+        ("SOPClassUID", "MediaStorageSOPClassUID"),
+        ("SOPInstanceUID", "MediaStorageSOPInstanceUID"),
+    ):
+        value = dataset.get(keyword)
+        if value:
+            dataset.file_meta[meta_keyword] = DataElement(
+                Tag(meta_keyword), "UI", UID(str(value).strip("\0 "))
+            )
 
 
 def _drop_group_lengths(dataset: Dataset) -> None:
@@ -158,7 +204,9 @@ def _write_with_header(source: DicomFile, target: Path, header: Dataset) -> None
     """The new header, then the source's bytes from its Pixel Data on, copied unchanged."""
     _drop_group_lengths(header)
     with target.open("wb") as output:
-        dcmwrite(output, header, enforce_file_format=True)
+        with quiet_pydicom():
+            _name_own_uids(header)
+            dcmwrite(output, header, enforce_file_format=True)
         with source.path.open("rb") as stream:
             stream.seek(source.pixel_offset)
             output.flush()

@@ -40,7 +40,12 @@ from sendtopacs_core.errors import (
 from sendtopacs_core.identity import Assignment
 from sendtopacs_core.model import Device, Study
 from sendtopacs_core.net._association import echo
-from sendtopacs_core.net._files import InvalidDicomFileError, discover, read_dicom_file
+from sendtopacs_core.net._files import (
+    InvalidDicomFileError,
+    discover,
+    first_line,
+    read_dicom_file,
+)
 from sendtopacs_core.net._outcome import FileOutcome, SendProgress, SendReport
 from sendtopacs_core.net._plan import Delivery, plan_associations, send_group
 from sendtopacs_core.net._status import SendState
@@ -216,6 +221,12 @@ class Sender:
             dicom = read_dicom_file(path)
         except (InvalidDicomFileError, OSError) as exc:
             record((index, 0), _failed(path, f"not sent: {exc}"))
+            return None
+        except Exception as exc:  # whatever pydicom raises for one file is that file's outcome
+            record(
+                (index, 0),
+                _failed(path, f"not sent: cannot read it: {type(exc).__name__}: {first_line(exc)}"),
+            )
             return None
         if dicom.is_dicomdir:
             record(
