@@ -147,8 +147,15 @@ def decode(
 
 @contextmanager
 def _bomb_guard(path: str | os.PathLike[str], data: bytes) -> Iterator[None]:
-    """Turn Pillow's decompression-bomb warning and error into :class:`CorruptMediaError`."""
-    with warnings.catch_warnings():
+    """Turn Pillow's decompression-bomb warning and error into :class:`CorruptMediaError`.
+
+    Pillow's other warnings (corrupt EXIF data, a tag larger than the file) are notes about a
+    file it still reads: they are recorded and dropped here, whatever the caller's warning
+    filters say, so that a file gives the same outcome in every program (and under pytest's
+    ``error`` filter). A file it cannot read fails with Pillow's error.
+    """
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             yield
@@ -191,7 +198,7 @@ def _unidentified(path: str | os.PathLike[str], data: bytes) -> Exception:
     damaged = _damaged_format(data)
     if damaged is not None:
         fmt, exc = damaged
-        return CorruptMediaError(path, f"damaged {fmt} file ({_plugin_reason(exc)})")
+        return CorruptMediaError(path, f"damaged {fmt} file: {_plugin_reason(exc)}")
     supported = ", ".join(SUPPORTED_FORMATS)
     with warnings.catch_warnings(record=True):  # identification notes; we report the outcome
         try:
