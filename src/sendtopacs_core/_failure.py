@@ -54,7 +54,7 @@ def unexpected_error(path: Path, exc: BaseException) -> ConversionError:
         return CorruptMediaError(
             path,
             "it needs more memory than is free to convert (an image, page or video far larger "
-            f"than it looks, or a damaged size in the file){detail and f': {detail}'}",
+            "than it looks, or a damaged size in the file)",
         )
     if isinstance(exc, RecursionError):
         return CorruptMediaError(

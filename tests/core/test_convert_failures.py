@@ -12,6 +12,8 @@ import datetime as dt
 import logging
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -166,3 +168,43 @@ def test_running_out_of_memory_is_said_in_words(tmp_path: Path) -> None:
     assert isinstance(error, CorruptMediaError)
     assert "huge.tif" in str(error)
     assert "more memory than is free" in error.reason
+
+
+_MEMORY_SCRIPT: Final = """
+import resource, sys
+from pathlib import Path
+from sendtopacs_core import Converter, Study
+import sendtopacs_core._job, sendtopacs_core.iods.secondary_capture, sendtopacs_core.media.image
+# what is mapped now plus 300 MiB: the big image's decoded copies cannot all fit
+mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (300 << 20), resource.RLIM_INFINITY))
+report = Converter().convert([Path(sys.argv[1]), Path(sys.argv[2])], Study(), out_dir=sys.argv[3])
+for failure in report.failures:
+    print("failed", failure.source.name, type(failure.error).__name__, failure.error.reason)
+for item in report:
+    print("converted", item.source.name)
+"""
+
+
+def test_running_out_of_memory_on_one_input_costs_no_other(tmp_path: Path) -> None:
+    """A real MemoryError (address space capped): a compact PNG of 81 Mpixel, under the bomb
+    limit, needs more than 300 MiB to decode and convert; the small photo after it is done."""
+    big = tmp_path / "huge.png"
+    Image.new("RGB", (9000, 9000), (10, 200, 30)).save(big)
+    assert big.stat().st_size < 1 << 20
+    small = tmp_path / "small.png"
+    _corpus.photo(16, 16).save(small)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(big), str(small), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines == [
+        "failed huge.png CorruptMediaError it needs more memory than is free to convert (an "
+        "image, page or video far larger than it looks, or a damaged size in the file)",
+        "converted small.png",
+    ]
