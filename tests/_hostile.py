@@ -20,6 +20,8 @@ from pypdf import PdfWriter
 from sendtopacs_core import ConversionError, CorruptMediaError, UnsupportedMediaError
 from tests import _clips, _corpus
 
+_COMPRESSION = 259  # the TIFF tag
+
 
 @attrs.frozen
 class Bad:
@@ -57,6 +59,21 @@ def tiff_pages() -> bytes:
     return buffer.getvalue()
 
 
+def tiff_with_a_damaged_second_page() -> bytes:
+    """A 3-page TIFF whose second directory names compression 13569: counting its pages makes
+    Pillow raise KeyError (the first page alone opens)."""
+    data = bytearray(tiff_pages())
+    (first,) = struct.unpack_from("<I", data, 4)
+    entries = struct.unpack_from("<H", data, first)[0]
+    (second,) = struct.unpack_from("<I", data, first + 2 + 12 * entries)
+    for number in range(struct.unpack_from("<H", data, second)[0]):
+        entry = second + 2 + 12 * number
+        if struct.unpack_from("<H", data, entry)[0] == _COMPRESSION:
+            struct.pack_into("<H", data, entry + 8, 13569)
+            return bytes(data)
+    raise AssertionError("no Compression tag in the second directory")
+
+
 def bad_inputs(folder: Path) -> list[Bad]:
     """Inputs that make Pillow, pypdf, PyAV and the pixel decoders raise."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,6 +109,7 @@ def bad_inputs(folder: Path) -> list[Bad]:
         # Pillow: the issue's TIFF whose page count cannot be read (it raised TypeError)
         Bad(write("cut-pages.tif", tiff[: len(tiff) * 2 // 3]), corrupt, r"TIFF"),
         Bad(write("garbage.tif", garbage_tiff), corrupt, r"damaged TIFF file"),
+        Bad(write("bad-page-2.tif", tiff_with_a_damaged_second_page()), corrupt, r"TIFF data"),
         Bad(write("bad-crc.png", bytes(bad_crc)), corrupt, r"damaged PNG file: .*checksum"),
         Bad(bomb, corrupt, r"decompression-bomb limit"),
         # pypdf
