@@ -163,7 +163,16 @@ class Converter:
                 inspected.append(_inspect(index, path))
             except Exception as exc:  # the input's failure domain: reported
                 failures[index] = failure_for(path, exc)
-        planned, batch = self._plan(inspected, study, out)
+        while True:  # an input the plan cannot read (gone, unreadable) fails alone
+            try:
+                planned, batch = self._plan(inspected, study, out)
+                break
+            except ConversionError as exc:
+                culprit = next((item for item in inspected if item.path == exc.path), None)
+                if culprit is None:
+                    raise
+                failures[culprit.index] = ConversionFailure(source=culprit.path, error=exc)
+                inspected.remove(culprit)
         jobs = [entry.job for entry in planned if entry.same_as is None]
         outcomes = self._run(batch, [job for job in jobs if job.choice.kind is not MediaKind.VIDEO])
         outcomes.update(

@@ -208,3 +208,34 @@ def test_running_out_of_memory_on_one_input_costs_no_other(tmp_path: Path) -> No
         "image, page or video far larger than it looks, or a damaged size in the file)",
         "converted small.png",
     ]
+
+
+def test_an_input_that_vanishes_before_the_plan_reads_it_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without study data the plan hashes every input; one removed after its inspection (a
+    watcher's neighbour, a network share) fails with the cause, the others are converted."""
+    from sendtopacs_core import convert as convert_module
+
+    good = good_inputs(tmp_path / "good", count=3)[:3]
+    gone = tmp_path / "gone.png"
+    _corpus.photo(8, 8, seed=9).save(gone)
+    real_digest = _job.content_digest  # what convert imports
+
+    def digest_after_removal(path: Path, **options: object) -> str:
+        if path == gone:
+            gone.unlink()  # removed between inspection and planning
+        return real_digest(path, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(convert_module, "content_digest", digest_after_removal)
+    report = Converter(clock=lambda: NOW).convert(
+        [good[0], gone, *good[1:]], Study(), out_dir=tmp_path / "out"
+    )
+    (failure,) = report.failures
+    assert failure.source == gone
+    assert isinstance(failure.error, CorruptMediaError)
+    assert "gone.png" in str(failure.error)
+    assert "cannot read the file" in failure.error.reason
+    assert [f.source for f in report] == good
+    numbers = [pydicom.dcmread(f.path).InstanceNumber for f in report]
+    assert numbers == [1, 2, 3]
