@@ -17,9 +17,9 @@ Rules (A <- B means B may import A):
   ``journal`` by ``forward``/``testing``; ``forward`` by ``testing`` (the package
   ``__init__`` may re-export any of them).
 - ``net/`` uses from the core only ``errors``, ``_vr``, ``_version``, ``model``, ``uids``,
-  ``charset``, ``tags`` and ``request_items``; except ``net/sender.py``, which orchestrates
-  one send and may also use ``settings`` and ``convert`` (non-DICOM inputs are converted on
-  the fly).
+  ``identity``, ``charset``, ``tags`` and ``request_items``; except ``net/sender.py``, which
+  orchestrates one send and may also use ``settings`` and ``convert`` (non-DICOM inputs are
+  converted on the fly).
 - A module over 600 lines says why in a ``# size: <reason>`` comment in its first 5 lines.
 
 Every ``import`` counts, including those inside functions and ``if TYPE_CHECKING:`` blocks, and
@@ -81,7 +81,17 @@ UPPER_LAYERS: Final[dict[str, tuple[str, ...]]] = {
 #: What ``net/`` may use from the core.
 NET_MAY_USE: Final = tuple(
     f"{CORE}.{name}"
-    for name in ("errors", "_vr", "_version", "model", "uids", "charset", "tags", "request_items")
+    for name in (
+        "errors",
+        "_vr",
+        "_version",
+        "model",
+        "uids",
+        "identity",
+        "charset",
+        "tags",
+        "request_items",
+    )
 )
 #: What ``net/sender.py`` may use besides: it converts non-DICOM inputs before sending them.
 SENDER_MAY_USE: Final = (f"{CORE}.settings", f"{CORE}.convert")

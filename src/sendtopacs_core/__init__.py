@@ -23,6 +23,7 @@ from sendtopacs_core.errors import (
     WorklistMatchError,
 )
 from sendtopacs_core.forward import Forwarder, ForwardEvent
+from sendtopacs_core.identity import Assignment
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
@@ -70,6 +71,7 @@ _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "ApiSettings",
+    "Assignment",
     "AssociationFailedError",
     "Code",
     "ConfigError",

@@ -21,6 +21,7 @@ from pydicom import config as pydicom_config
 from pydicom import dcmwrite
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pydicom.valuerep import validate_value
 
 from sendtopacs_core._failure import failure_for
@@ -28,6 +29,7 @@ from sendtopacs_core._results import ConversionAction, ConversionFailure, Conver
 from sendtopacs_core._vr import parse_tag, tag_label
 from sendtopacs_core.charset import apply_charset
 from sendtopacs_core.errors import ConversionError, CorruptMediaError, InvalidValueError
+from sendtopacs_core.identity import dataset_digest
 from sendtopacs_core.iods._modules import ObjectContext
 from sendtopacs_core.iods.encapsulated_pdf import build_encapsulated_pdf
 from sendtopacs_core.iods.secondary_capture import build_secondary_capture
@@ -54,6 +56,10 @@ _TREE_PIECE = 64 << 20
 _READ_BLOCK = 1 << 20
 _EMPTY = hashlib.sha256(b"").hexdigest()
 
+#: Stands for the SOP Instance UID while the object is built: the UID is derived from what
+#: was written, then set.
+_PLACEHOLDER_UID = "2.25.0"
+
 #: Writes a built dataset to its target path; the third argument is the source (for errors).
 Writer = Callable[[Dataset, Path, Path], None]
 
@@ -78,7 +84,11 @@ class Batch:
     study: Study
     study_instance_uid: str
     series_instance_uids: Mapping[str, str]
-    now: dt.datetime
+    day: dt.date
+    """The day of the conversion (assigned before, for a retry)."""
+    study_date: str
+    """The Study Date written (typed, the day for a day's study, or empty)."""
+    timezone: dt.tzinfo | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -165,12 +175,12 @@ def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[Converte
     else:
         recipe = f"{RECIPE_VERSION}:{non_dicom.image_transfer_syntax}:{non_dicom.jpeg_quality}"
     results: list[ConvertedFile] = []
+    source_time = _modified(job.path, batch.timezone)
     for page, content in enumerate(_contents(settings, job, progress)):
         if page >= len(job.targets):
             raise ConversionError(job.path, "the file changed while it was being converted")
         if digest is None:  # taken once the content is known to be convertible
             digest = content.digest() if content.digest else content_digest(job.path)
-        sop_uid = derive_uid("instance", [series_uid, digest, str(page), recipe])
         context = ObjectContext(
             study=batch.study,
             study_instance_uid=batch.study_instance_uid,
@@ -178,20 +188,29 @@ def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[Converte
             series_number=SERIES_NUMBER[choice.kind],
             instance_number=job.first_instance_number + page,
             sop_class_uid=choice.sop_class_uid,
-            sop_instance_uid=sop_uid,
+            sop_instance_uid=_PLACEHOLDER_UID,
             modality=choice.modality or batch.study.modality or non_dicom.default_modality,
             conversion_type=choice.rule.conversion_type,
             burned_in_annotation=choice.rule.burned_in_annotation,
             institution_name=settings.main.institution_name,
             station_name=settings.main.station_name,
             source_ae_title=settings.main.ae_title,
-            now=batch.now,
+            day=batch.day,
+            study_date=batch.study_date,
+            timezone=batch.timezone,
+            source_time=source_time,
         )
         try:
             dataset = content.build(context)
             _finish(settings, dataset, batch.study)
         except ValueError as exc:  # InvalidValueError included
             raise ConversionError(job.path, str(exc)) from exc
+        # Every value written is part of the identity (sendtopacs_core.identity).
+        sop_uid = derive_uid(
+            "instance", [series_uid, dataset_digest(dataset), digest, str(page), recipe]
+        )
+        dataset.SOPInstanceUID = sop_uid
+        dataset.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
         target = job.targets[page]
         (content.write or _write)(dataset, target, job.path)
         results.append(
@@ -207,10 +226,21 @@ def _convert(batch: Batch, job: Job, progress: Progress | None) -> list[Converte
                 reason=content.reason,
                 page=page,
                 warnings=base_warnings + content.warnings,
+                instance_number=context.instance_number,
+                day=batch.day,
             )
         )
         _LOGGER.debug("converted %s page %d to %s", job.path, page, target)
     return results
+
+
+def _modified(path: Path, timezone: dt.tzinfo | None) -> dt.datetime | None:
+    """When ``path`` was last written, in the conversion's time zone; ``None`` if unknown."""
+    try:
+        seconds = path.stat().st_mtime
+    except OSError:
+        return None
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).astimezone(timezone)
 
 
 def _contents(settings: Settings, job: Job, progress: Progress | None) -> Iterator[Content]:

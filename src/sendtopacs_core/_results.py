@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +52,10 @@ class ConvertedFile:
     reason: str
     page: int = 0
     warnings: tuple[str, ...] = ()
+    instance_number: int | None = None
+    """The object's Instance Number."""
+    day: dt.date | None = None
+    """The day of the conversion written into the object (see :mod:`sendtopacs_core.identity`)."""
 
     @property
     def sop_class_name(self) -> str:

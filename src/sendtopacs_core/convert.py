@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -25,19 +25,21 @@ from typing import Final, TypeAlias
 import attrs
 
 from sendtopacs_core._failure import crashed_worker_failure, failure_for
-from sendtopacs_core._job import Batch, Job, Progress, content_digest, run_job
+from sendtopacs_core._job import SERIES_NUMBER, Batch, Job, Progress, content_digest, run_job
 from sendtopacs_core._results import (
     ConversionAction,
     ConversionFailure,
     ConversionReport,
     ConvertedFile,
 )
+from sendtopacs_core._version import __version__
 from sendtopacs_core.errors import (
     ConfigError,
     ConversionError,
     CorruptMediaError,
     UnsupportedMediaError,
 )
+from sendtopacs_core.identity import is_days_study, resolved_study_date, study_values
 from sendtopacs_core.media.image import count_pages
 from sendtopacs_core.media.kind import IMAGE_EXTENSIONS, MediaKind, sniff
 from sendtopacs_core.model import Study
@@ -117,19 +119,28 @@ class Converter:
         *,
         out_dir: str | os.PathLike[str],
         progress: Progress | None = None,
+        day: dt.date | None = None,
+        instance_numbers: Mapping[Path, int] | None = None,
     ) -> ConversionReport:
         """Convert ``paths`` for ``study`` into DICOM files in ``out_dir``.
 
         All inputs of one call share one study: the given Study Instance UID, or one derived
-        from the study data, or from the inputs' contents when no study data is given. Objects
-        go into one series per SOP class and modality of the study; instance numbers follow the
-        input order. UIDs depend only on the study, the settings and each input's content, so
-        converting a file again, alone or in another batch, gives the same SOP Instance UID and
-        the PACS sees a duplicate, not a new object. An input whose content equals an earlier
-        one's is converted once.
+        from the study data (and the day, for a day's study), or from the inputs' contents when
+        no study data is given. Objects go into one series per SOP class and modality of the
+        study; instance numbers follow the input order. Every value written into an object is
+        part of its identity (:mod:`sendtopacs_core.identity`): converting the same file with
+        the same study, settings and instance number on the same day gives the same SOP
+        Instance UID (the PACS sees a duplicate, not a new object); another day, study, setting
+        or number gives new UIDs. An input whose content equals an earlier one's is converted
+        once.
 
         ``progress``, when given, is called with an input and the fraction done (0 to 1)
         while a video is transcoded; videos are converted in this process.
+
+        ``day`` and ``instance_numbers`` (the first Instance Number of an input, by path) replace
+        what the call would assign: a retry passes what the first attempt assigned (each
+        :class:`ConvertedFile` reports its ``day`` and ``instance_number``), so that it makes the
+        same objects.
 
         Returns
         -------
@@ -165,7 +176,9 @@ class Converter:
                 failures[index] = failure_for(path, exc)
         while True:  # an input the plan cannot read (gone, unreadable) fails alone
             try:
-                planned, batch = self._plan(inspected, study, out)
+                planned, batch = self._plan(
+                    inspected, study, out, day=day, instance_numbers=instance_numbers or {}
+                )
                 break
             except ConversionError as exc:
                 culprit = next((item for item in inspected if item.path == exc.path), None)
@@ -202,7 +215,13 @@ class Converter:
     # -- planning ---------------------------------------------------------------------------
 
     def _plan(
-        self, inspected: list[_Inspected], study: Study, out: Path
+        self,
+        inspected: list[_Inspected],
+        study: Study,
+        out: Path,
+        *,
+        day: dt.date | None,
+        instance_numbers: Mapping[Path, int],
     ) -> tuple[list[_Planned], Batch]:
         """UIDs, instance numbers and output names, decided before any job runs.
 
@@ -216,7 +235,10 @@ class Converter:
             choose_iod(item.path, item.kind, non_dicom.rule_for(item.path.suffix), modality)
             for item in inspected
         ]
-        parts = study.identifying_parts()
+        now = self._clock()
+        day = day or now.date()
+        patterns = self._settings.dicom.update_tags
+        parts = study_values(study)
         digests: dict[int, str] = {}
         if not parts and study.study_instance_uid is None:
             digests = {item.index: content_digest(item.path) for item in inspected}
@@ -226,11 +248,24 @@ class Converter:
             digests = {
                 item.index: content_digest(item.path) for item in inspected if sizes[item.size] > 1
             }
+        parts += [f"pattern={pattern!r}" for pattern in patterns]
+        if is_days_study(study):
+            parts.append(f"day={day.isoformat()}")
         study_uid = study.study_instance_uid or derive_uid("study", parts)
+        main = self._settings.main
+        equipment = [main.institution_name or "", main.station_name or "", __version__]
         series = {
             choice.sop_class_uid: derive_uid(
                 "series",
-                [study_uid, choice.sop_class_uid, choice.modality or modality, RECIPE_VERSION],
+                [
+                    study_uid,
+                    choice.sop_class_uid,
+                    choice.modality or modality,
+                    str(SERIES_NUMBER[choice.kind]),
+                    *equipment,
+                    *study_values(study, patterns),
+                    RECIPE_VERSION,
+                ],
             )
             for choice in choices
         }
@@ -241,12 +276,14 @@ class Converter:
         for item, choice in zip(inspected, choices, strict=True):
             digest = digests.get(item.index)
             same_as = seen.get((digest, choice.sop_class_uid)) if digest else None
-            first = next_number.get(choice.sop_class_uid, 1)
+            first = instance_numbers.get(item.path, next_number.get(choice.sop_class_uid, 1))
             targets: tuple[Path, ...] = ()
             if same_as is None:
                 if digest:
                     seen[(digest, choice.sop_class_uid)] = item.index
-                next_number[choice.sop_class_uid] = first + item.pages
+                next_number[choice.sop_class_uid] = max(
+                    next_number.get(choice.sop_class_uid, 1), first + item.pages
+                )
                 targets = tuple(
                     _output_path(out, item.path, page, used_names) for page in range(item.pages)
                 )
@@ -264,7 +301,9 @@ class Converter:
             study=study,
             study_instance_uid=study_uid,
             series_instance_uids=series,
-            now=self._clock(),
+            day=day,
+            study_date=resolved_study_date(study, day),
+            timezone=now.tzinfo,
         )
         return planned, batch
 

@@ -35,6 +35,7 @@ from typing import Final
 
 import attrs
 
+from sendtopacs_core.identity import by_assigned_day
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
 from sendtopacs_core.model import Device
 from sendtopacs_core.monitor import MonitorRule
@@ -293,11 +294,20 @@ class Forwarder:
             answered.add(outcome.source)
             events.extend(self._record(entry, outcome))
 
-        report = sender.send(list(batch), study=self.monitor.study, progress=on_outcome)
-        for outcome in report:  # outcomes the progress callback did not see
-            if outcome.source not in answered and outcome.source in batch:
-                answered.add(outcome.source)
-                events.extend(self._record(batch[outcome.source], outcome))
+        today = dt.datetime.fromtimestamp(self._clock(), dt.UTC).astimezone().date()
+        assigned = {path: entry.assigned for path, entry in batch.items()}
+        for paths, day, numbers in by_assigned_day(assigned, today):
+            report = sender.send(
+                paths,
+                study=self.monitor.study,
+                progress=on_outcome,
+                day=day,
+                instance_numbers=numbers,
+            )
+            for outcome in report:  # outcomes the progress callback did not see
+                if outcome.source not in answered and outcome.source in batch:
+                    answered.add(outcome.source)
+                    events.extend(self._record(batch[outcome.source], outcome))
         for path, entry in batch.items():
             if path not in answered:
                 self._retry_or_fail(
@@ -308,6 +318,10 @@ class Forwarder:
 
     def _record(self, entry: JournalEntry, outcome: FileOutcome) -> list[ForwardEvent]:
         events: list[ForwardEvent] = []
+        if outcome.assigned is not None and entry.assigned is None:
+            entry = self.journal.assign(
+                self.monitor.name, entry.path, outcome.assigned, now=self._clock()
+            )
         if outcome.ok:
             uids = (outcome.sop_instance_uid,) if outcome.sop_instance_uid else ()
             sent = self.journal.mark_sent(

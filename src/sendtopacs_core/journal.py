@@ -34,6 +34,7 @@ other processes may open the same file and read (WAL readers never block the wri
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sqlite3
@@ -47,6 +48,7 @@ from typing import Any, ClassVar, Final, Self, TypeAlias
 import attrs
 
 from sendtopacs_core.errors import ConfigError
+from sendtopacs_core.identity import Assignment
 
 __all__ = ["FileState", "Journal", "JournalEntry"]
 
@@ -95,7 +97,9 @@ class JournalEntry:
     ``next_attempt`` (when a PENDING file is due, epoch seconds, 0 = now); ``last_error`` (the
     last failure or the reason for a hold, else ``None``); ``uids`` (the SOP Instance UIDs sent
     or to be sent, derived before the first send); ``first_seen`` (when this cycle of the file
-    was discovered) and ``updated`` (when the entry last changed), both in epoch seconds.
+    was discovered) and ``updated`` (when the entry last changed), both in epoch seconds;
+    ``assigned`` (what the first conversion of a non-DICOM file assigned to it: the day and
+    Instance Number, reused by every retry so that it makes the same objects; else ``None``).
     """
 
     monitor: str = attrs.field(validator=_STR)
@@ -111,6 +115,9 @@ class JournalEntry:
     )
     first_seen: float = attrs.field(validator=_NUMBER)
     updated: float = attrs.field(validator=_NUMBER)
+    assigned: Assignment | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Assignment))
+    )
 
 
 _COLUMNS: Final = tuple(attrs.fields_dict(JournalEntry))
@@ -129,8 +136,9 @@ _RECOVER: Final = (
 _ORDER: Final = " ORDER BY first_seen, monitor, path"
 _STATE_LIST: Final = ", ".join(f"'{state.value}'" for state in FileState)
 
-#: Schema version 1. ``WITHOUT ROWID``: the key is the natural one, (monitor, path).
-_SCHEMA_V1: Final = (
+#: Schema version 2. ``WITHOUT ROWID``: the key is the natural one, (monitor, path). Version 1
+#: had no ``assigned`` column; it is added when a version 1 journal is opened.
+_SCHEMA: Final = (
     f"""
     CREATE TABLE entries (
         monitor      TEXT    NOT NULL,
@@ -144,6 +152,7 @@ _SCHEMA_V1: Final = (
         uids         TEXT    NOT NULL,
         first_seen   REAL    NOT NULL,
         updated      REAL    NOT NULL,
+        assigned     TEXT,
         PRIMARY KEY (monitor, path)
     ) WITHOUT ROWID
     """,
@@ -156,13 +165,35 @@ _Row: TypeAlias = tuple[Any, ...]
 
 def _to_row(entry: JournalEntry) -> _Row:
     values = attrs.asdict(entry, recurse=False)
-    values.update(state=entry.state.value, uids=json.dumps(list(entry.uids)))
+    assigned = entry.assigned
+    values.update(
+        state=entry.state.value,
+        uids=json.dumps(list(entry.uids)),
+        assigned=None
+        if assigned is None
+        else json.dumps(
+            {"day": assigned.day.isoformat(), "instance_number": assigned.instance_number}
+        ),
+    )
     return tuple(values[column] for column in _COLUMNS)
+
+
+def _assignment(text: str | None) -> Assignment | None:
+    if text is None:
+        return None
+    value = json.loads(text)
+    return Assignment(
+        day=dt.date.fromisoformat(value["day"]), instance_number=int(value["instance_number"])
+    )
 
 
 def _from_row(row: _Row) -> JournalEntry:
     values = dict(zip(_COLUMNS, row, strict=True))
-    values.update(state=FileState(values["state"]), uids=tuple(json.loads(values["uids"])))
+    values.update(
+        state=FileState(values["state"]),
+        uids=tuple(json.loads(values["uids"])),
+        assigned=_assignment(values["assigned"]),
+    )
     for column in ("next_attempt", "first_seen", "updated"):  # RETURNING gives 1 for 1.0
         values[column] = float(values[column])
     return JournalEntry(**values)
@@ -209,7 +240,7 @@ class Journal:
     <FileState.DONE: 'done'>
     """
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._lock = threading.RLock()
@@ -267,7 +298,7 @@ class Journal:
             A new file is PENDING. A known file with the same size and modification time is
             unchanged. A changed file that was DONE or FAILED (a new file with the same name)
             starts a new cycle: PENDING, no attempts, UIDs or error. Any other changed file
-            keeps its state, with the new size and modification time.
+            keeps its state, with the new size and modification time (and no assignment).
 
         Raises
         ------
@@ -280,7 +311,10 @@ class Journal:
             if current is not None and (current.size, current.mtime_ns) == (size, mtime_ns):
                 return current
             if current is not None and current.state not in _FINISHED:
-                entry = attrs.evolve(current, size=size, mtime_ns=mtime_ns, updated=now)
+                # New content makes new objects: what a conversion assigned goes with the old.
+                entry = attrs.evolve(
+                    current, size=size, mtime_ns=mtime_ns, updated=now, assigned=None
+                )
                 self._write(entry)
                 return entry
             entry = JournalEntry(
@@ -308,6 +342,26 @@ class Journal:
             monitor, path, "begin an attempt for", _FROM_PENDING, now=now, uids=uids,
             state=FileState.SENDING, count_attempt=True,
         )  # fmt: skip
+
+    def assign(self, monitor: str, path: str, assigned: Assignment, *, now: float) -> JournalEntry:
+        """Record what the first conversion of the file assigned (kept while the entry lives).
+
+        An assignment already recorded is kept: retries reuse the first one.
+
+        Raises
+        ------
+        KeyError
+            The file is unknown.
+        """
+        with self._transaction():
+            current = self._select(monitor, path)
+            if current is None:
+                raise KeyError(f"the journal has no entry for {_describe(monitor, path)}")
+            if current.assigned is not None:
+                return current
+            entry = attrs.evolve(current, assigned=assigned, updated=now)
+            self._write(entry)
+            return entry
 
     def retry_later(
         self, monitor: str, path: str, *, error: str, next_attempt: float, now: float
@@ -511,6 +565,9 @@ class Journal:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        if version == 1:
+            self._upgrade_from_v1()
+            version = self.SCHEMA_VERSION
         if version > self.SCHEMA_VERSION:
             msg = (
                 f"the journal was written by a newer sendtopacs (schema version {version}; "
@@ -530,9 +587,22 @@ class Journal:
         if names := [str(name) for (name,) in self._conn.execute(query).fetchall()]:
             msg = f"not a sendtopacs journal (a SQLite database with the tables {names})"
             raise ConfigError(msg, path=self._path)
-        for statement in _SCHEMA_V1:
+        for statement in _SCHEMA:
             self._conn.execute(statement)
         self._conn.execute(f"PRAGMA user_version = {int(self.SCHEMA_VERSION)}")
+
+    def _upgrade_from_v1(self) -> None:
+        """Version 1 -> 2: the ``assigned`` column (empty for the entries already there)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._user_version() == 1:  # another process may have upgraded it meanwhile
+                conn.execute("ALTER TABLE entries ADD COLUMN assigned TEXT")
+                conn.execute(f"PRAGMA user_version = {int(self.SCHEMA_VERSION)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _user_version(self) -> int:
         (version,) = self._conn.execute("PRAGMA user_version").fetchone()

@@ -159,8 +159,9 @@ class Study:
     """The patient and study (and requested procedure) that new objects belong to.
 
     Every field is optional; ``None`` means unknown, and the Type 2 attributes are then written
-    empty. When ``study_instance_uid`` is ``None`` one is derived from the other fields, so the
-    same study data always gives the same Study Instance UID.
+    empty. When ``study_instance_uid`` is ``None`` one is derived from every other field (and
+    the day, without an accession number or study date; see :mod:`sendtopacs_core.identity`),
+    so the same study data always gives the same Study Instance UID.
 
     Examples
     --------
@@ -225,23 +226,6 @@ class Study:
     )
     from_worklist: bool = attrs.field(default=False, validator=_is_bool)
     """Whether the data came from a worklist item (``non_dicom.worklist_only`` requires it)."""
-
-    def identifying_parts(self) -> list[str]:
-        """The values that identify this study, for deriving its UID (empty when none)."""
-        fields = (
-            self.patient_id,
-            self.patient_name,
-            self.patient_birth_date,
-            self.accession_number,
-            self.study_id,
-            self.study_date,
-            self.study_time,
-            self.study_description,
-            self.requested_procedure_id,
-        )
-        if all(value is None for value in fields):
-            return []
-        return [value or "" for value in fields]
 
 
 def _normalise_extensions(value: Any) -> Any:

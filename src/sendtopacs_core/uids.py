@@ -2,8 +2,8 @@
 
 Every UID sendtopacs creates is ``2.25.<decimal UUID>`` (PS3.5 B.2) where the UUID is a version 5
 UUID of a fixed namespace and the parts that identify the object. The same parts always give the
-same UID, so converting the same inputs for the same study twice gives identical objects at the
-PACS instead of duplicates.
+same UID; :mod:`sendtopacs_core.identity` says which parts identify a study, a series and an
+object (every value written into it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:sendtopacs:uids")
 
 #: Bumped whenever a conversion would produce different content for the same inputs, so that
 #: regenerated objects get new SOP Instance UIDs.
-RECIPE_VERSION: Final = "1"
+RECIPE_VERSION: Final = "2"
 
 
 def derive_uid(kind: str, parts: Iterable[str]) -> str:

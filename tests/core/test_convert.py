@@ -255,12 +255,19 @@ def test_images_and_pdfs_share_the_study_in_separate_series(
 def test_uids_are_deterministic(corpus: dict[str, Path], tmp_path: Path) -> None:
     inputs = [corpus["rgb.png"], corpus["report.pdf"], corpus["pages.tiff"]]
     first = converter().convert(inputs, STUDY, out_dir=tmp_path / "a")
-    second = Converter(clock=lambda: NOW + dt.timedelta(days=3)).convert(
+    later_that_day = Converter(clock=lambda: NOW + dt.timedelta(hours=9)).convert(
         inputs, STUDY, out_dir=tmp_path / "b"
     )
-    assert [f.sop_instance_uid for f in first] == [f.sop_instance_uid for f in second]
-    assert first.study_instance_uid == second.study_instance_uid
-    other = converter().convert(inputs, Study(patient_id="SOMEONE-ELSE"), out_dir=tmp_path / "c")
+    assert [f.sop_instance_uid for f in first] == [f.sop_instance_uid for f in later_that_day]
+    assert first.study_instance_uid == later_that_day.study_instance_uid
+    # Three days later the objects are new ones (their dates differ), in the same study: the
+    # accession number identifies it.
+    days_later = Converter(clock=lambda: NOW + dt.timedelta(days=3)).convert(
+        inputs, STUDY, out_dir=tmp_path / "c"
+    )
+    assert days_later.study_instance_uid == first.study_instance_uid
+    assert not {f.sop_instance_uid for f in days_later} & {f.sop_instance_uid for f in first}
+    other = converter().convert(inputs, Study(patient_id="SOMEONE-ELSE"), out_dir=tmp_path / "d")
     assert other.study_instance_uid != first.study_instance_uid
     assert not {f.sop_instance_uid for f in other} & {f.sop_instance_uid for f in first}
 
@@ -532,16 +539,30 @@ def test_output_folder_that_cannot_be_created_is_an_error(tmp_path: Path) -> Non
         converter().convert([blocker], STUDY, out_dir=blocker / "out")
 
 
-def test_a_file_keeps_its_uid_alone_or_in_a_batch(corpus: dict[str, Path], tmp_path: Path) -> None:
+def test_a_file_alone_is_another_object_unless_its_number_is_kept(
+    corpus: dict[str, Path], tmp_path: Path
+) -> None:
+    """The Instance Number is written, so it is part of the identity; a retry passes it back."""
     batch = converter().convert(
         [corpus["rgb.png"], corpus["baseline.jpg"], corpus["report.pdf"]],
         STUDY,
         out_dir=tmp_path / "batch",
     )
-    (alone,) = converter().convert([corpus["baseline.jpg"]], STUDY, out_dir=tmp_path / "alone")
     in_batch = next(f for f in batch if f.source == corpus["baseline.jpg"])
-    assert alone.sop_instance_uid == in_batch.sop_instance_uid
+    assert in_batch.instance_number == 2
+    (alone,) = converter().convert([corpus["baseline.jpg"]], STUDY, out_dir=tmp_path / "alone")
+    assert alone.instance_number == 1
+    assert alone.sop_instance_uid != in_batch.sop_instance_uid
     assert alone.series_instance_uid == in_batch.series_instance_uid
+    (retried,) = Converter(clock=lambda: NOW + dt.timedelta(days=2)).convert(
+        [corpus["baseline.jpg"]],
+        STUDY,
+        out_dir=tmp_path / "retry",
+        day=in_batch.day,
+        instance_numbers={corpus["baseline.jpg"]: 2},
+    )
+    assert retried.sop_instance_uid == in_batch.sop_instance_uid
+    assert retried.path.read_bytes() == in_batch.path.read_bytes()
 
 
 def test_same_size_different_content_is_converted_twice(tmp_path: Path) -> None:

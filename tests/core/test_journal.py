@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 import sqlite3
 import subprocess
@@ -26,6 +27,7 @@ from hypothesis.stateful import (
 )
 
 from sendtopacs_core.errors import ConfigError
+from sendtopacs_core.identity import Assignment
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
 
 M: Final = "endo"
@@ -351,8 +353,58 @@ def test_a_newer_schema_version_raises_config_error(tmp_path: Path) -> None:
     Journal(path).close()
     with contextlib.closing(sqlite3.connect(path)) as raw:
         raw.execute(f"PRAGMA user_version = {Journal.SCHEMA_VERSION + 1}")
-    with pytest.raises(ConfigError, match=r"newer sendtopacs \(schema version 2; .* up to 1\)"):
+    newer, known = Journal.SCHEMA_VERSION + 1, Journal.SCHEMA_VERSION
+    with pytest.raises(
+        ConfigError, match=rf"newer sendtopacs \(schema version {newer}; .* up to {known}\)"
+    ):
         Journal(path)
+
+
+def test_a_version_1_journal_is_upgraded_and_keeps_its_entries(tmp_path: Path) -> None:
+    """Version 1 had no ``assigned`` column: opening it adds the column, entries stay."""
+    path = tmp_path / "journal.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        raw.execute(
+            "CREATE TABLE entries (monitor TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT "
+            "NULL, mtime_ns INTEGER NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL, "
+            "next_attempt REAL NOT NULL, last_error TEXT, uids TEXT NOT NULL, first_seen REAL "
+            "NOT NULL, updated REAL NOT NULL, PRIMARY KEY (monitor, path)) WITHOUT ROWID"
+        )
+        raw.execute(
+            "INSERT INTO entries VALUES ('m', 'a.jpg', 3, 4, 'pending', 1, 0, 'x', '[]', 5, 6)"
+        )
+        raw.execute("PRAGMA user_version = 1")
+        raw.commit()
+    with Journal(path) as journal:
+        entry = journal.get("m", "a.jpg")
+        assert entry is not None
+        assert (entry.size, entry.attempts, entry.last_error, entry.assigned) == (3, 1, "x", None)
+        assigned = Assignment(day=dt.date(2026, 3, 1), instance_number=7)
+        assert journal.assign("m", "a.jpg", assigned, now=7.0).assigned == assigned
+    with contextlib.closing(sqlite3.connect(path)) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone() == (Journal.SCHEMA_VERSION,)
+    with Journal(path) as journal:
+        entry = journal.get("m", "a.jpg")
+        assert entry is not None
+        assert entry.assigned == assigned
+
+
+def test_the_first_assignment_is_kept_until_the_content_changes(tmp_path: Path) -> None:
+    first = Assignment(day=dt.date(2026, 3, 1), instance_number=2)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        journal.seen("m", "a.jpg", size=1, mtime_ns=1, now=1.0)
+        journal.assign("m", "a.jpg", first, now=2.0)
+        later = Assignment(day=dt.date(2026, 3, 2), instance_number=1)
+        assert journal.assign("m", "a.jpg", later, now=3.0).assigned == first
+        journal.begin_attempt("m", "a.jpg", now=4.0)
+        journal.retry_later("m", "a.jpg", error="A700", next_attempt=5.0, now=4.5)
+        kept = journal.get("m", "a.jpg")
+        assert kept is not None
+        assert kept.assigned == first
+        # Other content under the same name: new objects, nothing assigned yet.
+        assert journal.seen("m", "a.jpg", size=2, mtime_ns=2, now=6.0).assigned is None
+        with pytest.raises(KeyError, match="no entry"):
+            journal.assign("m", "b.jpg", first, now=7.0)
 
 
 def test_another_sqlite_database_raises_config_error(tmp_path: Path) -> None:

@@ -78,15 +78,6 @@ def test_study_additional_info_is_limited() -> None:
         Study(additional_info="x" * 1025)
 
 
-def test_identifying_parts_are_empty_only_without_identifying_data() -> None:
-    assert Study().identifying_parts() == []
-    assert Study(modality="OT").identifying_parts() == []
-    parts = Study(patient_id="1", study_date="20240101").identifying_parts()
-    assert parts[0] == "1"
-    assert "20240101" in parts
-    assert Study(patient_id="1").identifying_parts() != Study(patient_id="2").identifying_parts()
-
-
 def test_study_is_frozen_and_changed_with_evolve() -> None:
     study = Study(patient_id="1")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):

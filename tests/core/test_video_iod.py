@@ -91,7 +91,7 @@ def video_stream(path: Path, **changes: object) -> VideoStream:
 
 def object_context(sop_class_uid: str = VIDEO_ENDOSCOPIC, modality: str = "ES") -> ObjectContext:
     return ObjectContext(
-        study=Study(patient_id="P1", patient_name="Doe^Jane", study_id="S1"),
+        study=Study(patient_id="P1", patient_name="Doe^Jane", study_id="S1", study_time="080000"),
         study_instance_uid="2.25.1",
         series_instance_uid="2.25.2",
         series_number=1,
@@ -104,7 +104,9 @@ def object_context(sop_class_uid: str = VIDEO_ENDOSCOPIC, modality: str = "ES") 
         institution_name=None,
         station_name=None,
         source_ae_title=None,
-        now=NOW,
+        day=NOW.date(),
+        study_date="20260102",
+        timezone=NOW.tzinfo,
     )
 
 
@@ -213,17 +215,23 @@ def test_timing_content_date_and_mpeg2_method(mp4: Path) -> None:
 
 def test_aware_recording_time_is_shown_in_the_conversion_zone(mp4: Path) -> None:
     zone = dt.timezone(dt.timedelta(hours=2))
-    context = attrs.evolve(object_context(), now=dt.datetime(2026, 1, 1, tzinfo=zone))
+    context = attrs.evolve(object_context(), timezone=zone)
     recorded = dt.datetime(2025, 6, 7, 23, 30, 0, tzinfo=dt.UTC)
     dataset = build_video(video_stream(mp4, content_datetime=recorded), context=context)
     assert (dataset.ContentDate, dataset.ContentTime) == ("20250608", "013000")
 
 
-def test_content_date_defaults_to_now_and_annotation_follows_context(mp4: Path) -> None:
+def test_content_time_without_a_recorded_one_is_never_the_clocks(mp4: Path) -> None:
+    """Without a recorded start: the file's modification time, else the day at midnight."""
     context = attrs.evolve(object_context(), burned_in_annotation=False)
     dataset = build_video(video_stream(mp4), context=context)
-    assert (dataset.ContentDate, dataset.ContentTime) == ("20260102", "030405")
+    assert (dataset.ContentDate, dataset.ContentTime) == ("20260102", "000000")
     assert dataset.BurnedInAnnotation == "NO"
+    written = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+    zone = dt.timezone(dt.timedelta(hours=1))
+    context = attrs.evolve(context, source_time=written, timezone=zone)
+    dataset = build_video(video_stream(mp4), context=context)
+    assert (dataset.ContentDate, dataset.ContentTime) == ("20250304", "060607")
 
 
 @pytest.fixture(params=["kernel copy", "no copy_file_range", "copy_file_range fails"])
@@ -351,7 +359,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
         series_number=1, instance_number=1, sop_class_uid=VIDEO_ENDOSCOPIC,
         sop_instance_uid="2.25.3", modality="ES", conversion_type=ConversionType.DV,
         burned_in_annotation=None, institution_name=None, station_name=None,
-        source_ae_title=None, now=dt.datetime(2026, 1, 1),
+        source_ae_title=None, day=dt.date(2026, 1, 1), study_date="",
     )
     dataset = build_video(stream, context=context)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pydicom
 import pytest
 from hypothesis import HealthCheck, settings, strategies
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -396,6 +397,40 @@ def test_a_non_dicom_image_is_converted_with_the_monitor_study(
     assert not (rig.directory / "photo.jpg").exists()
     [entry] = rig.journal.entries()
     assert entry.uids == (received.sop_instance_uid,)
+
+
+def test_a_retry_on_another_day_makes_the_objects_the_first_attempt_made(
+    tmp_path: Path, storage_scp_factory: StorageSCPFactory
+) -> None:
+    """The journal keeps the day and Instance Number of the first conversion: a retry the next
+    day, alone in its batch, sends the same object under the same UID (never a duplicate)."""
+    noon = dt.datetime(2026, 5, 4, 12, 0).astimezone()  # local time, as the day is
+    scp = storage_scp_factory(statuses=[0x0000, 0xA700], storage_dir=tmp_path / "pacs")
+    study = Study(patient_id="P-18", patient_name="Retry^Ben")  # a day's study
+    clock = FakeClock(noon.timestamp())
+    rig = _rig(tmp_path, scp.port, clock=clock, remove_sent=True, retry_timeout_s=10, study=study)
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(rig.directory / "a.jpg", quality=90)
+    Image.new("RGB", (24, 32), (10, 200, 10)).save(rig.directory / "b.jpg", quality=90)
+    assert _kinds(rig.step())[-2:] == [("a.jpg", "sent"), ("b.jpg", "retry")]
+    entry = rig.journal.get("m", "b.jpg")
+    assert entry is not None
+    assert entry.assigned is not None
+    assert (entry.assigned.day, entry.assigned.instance_number) == (noon.date(), 2)
+    rig.clock.advance(13 * 3600)  # past midnight
+    assert _kinds(rig.step()) == [("b.jpg", "sent")]
+    first, refused, retried = scp.received
+    assert refused.status == 0xA700
+    assert retried.sop_instance_uid == refused.sop_instance_uid != first.sop_instance_uid
+    assert retried.path is not None
+    stored = pydicom.dcmread(retried.path)
+    assert (stored.StudyDate, stored.InstanceNumber) == ("20260504", 2)
+    assert stored.StudyInstanceUID == pydicom.dcmread(first.path).StudyInstanceUID
+    # A new drop the next day is the next day's study.
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(rig.directory / "c.jpg", quality=90)
+    assert _kinds(rig.step())[-1] == ("c.jpg", "sent")
+    new = scp.received[-1]
+    assert new.path is not None
+    assert pydicom.dcmread(new.path).StudyDate == "20260505"
 
 
 # -- 4. PACS down, then back (R4) ---------------------------------------------------------------

@@ -29,7 +29,10 @@ __all__ = [
     "add_request_attributes",
     "add_sc_equipment_module",
     "add_sop_common_module",
+    "da",
     "format_ds",
+    "local",
+    "tm",
 ]
 
 MANUFACTURER = "sendtopacs"
@@ -52,7 +55,15 @@ class ObjectContext:
     institution_name: str | None
     station_name: str | None
     source_ae_title: str | None
-    now: dt.datetime
+    day: dt.date
+    """The day of the conversion: the only value the clock gives (see :mod:`..identity`)."""
+    study_date: str
+    """The Study Date written: typed, the day for a day's study, or empty."""
+    timezone: dt.tzinfo | None = None
+    """The conversion's time zone, for times the source records with another one."""
+    source_time: dt.datetime | None = None
+    """When the input file was last written (its modification time, local), for objects that
+    need a content time the source does not record."""
 
 
 def da(value: dt.date) -> str:
@@ -61,6 +72,15 @@ def da(value: dt.date) -> str:
 
 def tm(value: dt.datetime) -> str:
     return value.strftime("%H%M%S")
+
+
+def local(value: dt.datetime, timezone: dt.tzinfo | None) -> dt.datetime:
+    """A recorded time in the conversion's time zone (as recorded when it has none)."""
+    if value.tzinfo is None:
+        return value
+    if timezone is not None:
+        return value.astimezone(timezone)
+    return value.astimezone().replace(tzinfo=None)
 
 
 def format_ds(value: float) -> str:
@@ -93,11 +113,14 @@ def add_patient_module(dataset: Dataset, study: Study) -> None:
 
 
 def add_general_study_module(dataset: Dataset, context: ObjectContext) -> None:
-    """General Study Module (PS3.3 C.7.2.1); date and time default to the conversion's."""
+    """General Study Module (PS3.3 C.7.2.1); the date of a day's study is the conversion's.
+
+    The Study Time is written only when typed: a day's study holds the files of a whole day.
+    """
     study = context.study
     dataset.StudyInstanceUID = context.study_instance_uid
-    dataset.StudyDate = study.study_date or da(context.now)
-    dataset.StudyTime = study.study_time or tm(context.now)
+    dataset.StudyDate = context.study_date
+    dataset.StudyTime = study.study_time or ""
     dataset.ReferringPhysicianName = study.referring_physician_name or ""
     dataset.StudyID = study.study_id or ""
     dataset.AccessionNumber = study.accession_number or ""
@@ -150,5 +173,4 @@ def add_sop_common_module(dataset: Dataset, context: ObjectContext) -> None:
     """SOP Common Module (PS3.3 C.12.1); Specific Character Set is set by the charset step."""
     dataset.SOPClassUID = context.sop_class_uid
     dataset.SOPInstanceUID = context.sop_instance_uid
-    dataset.InstanceCreationDate = da(context.now)
-    dataset.InstanceCreationTime = tm(context.now)
+    dataset.InstanceCreationDate = da(context.day)

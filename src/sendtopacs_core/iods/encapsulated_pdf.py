@@ -17,6 +17,7 @@ from sendtopacs_core.iods._modules import (
     add_sc_equipment_module,
     add_sop_common_module,
     da,
+    local,
     tm,
 )
 
@@ -47,12 +48,12 @@ def build_encapsulated_pdf(document: PdfDocument, *, context: ObjectContext, tit
     dataset.Modality = "DOC"
     # Encapsulated Document (PS3.3 C.24.2)
     created = document.creation_date
-    content = created.astimezone(context.now.tzinfo) if created and created.tzinfo else created
-    content = content or context.now
+    content = local(created, context.timezone) if created else None
     dataset.InstanceNumber = context.instance_number
-    dataset.ContentDate = da(content)
-    dataset.ContentTime = tm(content)
-    dataset.AcquisitionDateTime = content.strftime("%Y%m%d%H%M%S")
+    # Type 2: the document's own creation time, else the day of the conversion and no time.
+    dataset.ContentDate = da(content or context.day)
+    dataset.ContentTime = tm(content) if content else ""
+    dataset.AcquisitionDateTime = content.strftime("%Y%m%d%H%M%S") if content else ""
     dataset.BurnedInAnnotation = "NO" if context.burned_in_annotation is False else "YES"
     dataset.DocumentTitle = title
     dataset.ConceptNameCodeSequence = []

@@ -17,7 +17,6 @@ from sendtopacs_core.iods._modules import (
     add_sc_equipment_module,
     add_sop_common_module,
     da,
-    tm,
 )
 from sendtopacs_core.media.image import JpegImage, RasterImage
 
@@ -95,8 +94,8 @@ def build_secondary_capture(
     # General Image (PS3.3 C.7.6.1)
     dataset.InstanceNumber = context.instance_number
     dataset.PatientOrientation = ""
-    dataset.ContentDate = da(context.now)
-    dataset.ContentTime = tm(context.now)
+    dataset.ContentDate = da(context.day)
+    dataset.ContentTime = ""  # 2C: the time of the capture is not known
     dataset.ImageType = ["DERIVED", "SECONDARY"]
     if context.burned_in_annotation is not None:
         dataset.BurnedInAnnotation = "YES" if context.burned_in_annotation else "NO"
@@ -108,8 +107,7 @@ def build_secondary_capture(
     )
     _add_image_pixel_module(dataset, image)
     # SC Image (PS3.3 C.8.6.2)
-    dataset.DateOfSecondaryCapture = da(context.now)
-    dataset.TimeOfSecondaryCapture = tm(context.now)
+    dataset.DateOfSecondaryCapture = da(context.day)
     add_sop_common_module(dataset, context)
     return dataset
 

@@ -34,6 +34,7 @@ from sendtopacs_core.iods._modules import (
     add_sop_common_module,
     da,
     format_ds,
+    local,
     tm,
 )
 
@@ -154,7 +155,7 @@ def build_video(
     if stream.width < 1 or stream.height < 1:
         raise ValueError(f"{stream.width}x{stream.height} pixels; expected a positive size")
     region = anatomic_region or DEFAULT_ANATOMIC_REGION
-    content = _content_datetime(stream.content_datetime, context.now)
+    content = _content_datetime(stream.content_datetime, context)
 
     dataset = Dataset()
     add_file_meta(dataset, context, UID(stream.transfer_syntax_uid))
@@ -313,12 +314,15 @@ def _add_image_pixel_module(dataset: Dataset, stream: VideoStream) -> None:
     dataset.PixelRepresentation = 0
 
 
-def _content_datetime(recorded: dt.datetime | None, now: dt.datetime) -> dt.datetime:
-    """The recording's start in the conversion's time zone (local if that is naive)."""
-    if recorded is None:
-        return now
-    if recorded.tzinfo is None:
-        return recorded
-    if now.tzinfo is not None:
-        return recorded.astimezone(now.tzinfo)
-    return recorded.astimezone().replace(tzinfo=None)
+def _content_datetime(recorded: dt.datetime | None, context: ObjectContext) -> dt.datetime:
+    """The recording's start in the conversion's time zone (Content Date and Time are Type 1).
+
+    Without one in the container: when the file was last written, else midnight of the day of
+    the conversion. Never the clock's time of day, so that the object's identity holds for the
+    day (see :mod:`sendtopacs_core.identity`).
+    """
+    if recorded is not None:
+        return local(recorded, context.timezone)
+    if context.source_time is not None:
+        return local(context.source_time, context.timezone)
+    return dt.datetime.combine(context.day, dt.time())

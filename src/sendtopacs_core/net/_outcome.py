@@ -7,6 +7,7 @@ from pathlib import Path
 
 import attrs
 
+from sendtopacs_core.identity import Assignment
 from sendtopacs_core.net._status import SendState
 
 __all__ = ["FileOutcome", "SendProgress", "SendReport"]
@@ -48,6 +49,9 @@ class FileOutcome:
     transfer_syntax_uid: str | None = None
     decompressed: bool = False
     converted: bool = False
+    assigned: Assignment | None = None
+    """For a converted file: the day and Instance Number its conversion assigned (a retry
+    passes them back to :meth:`Sender.send` to make the same objects)."""
 
     @property
     def ok(self) -> bool:

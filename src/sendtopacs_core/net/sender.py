@@ -19,13 +19,17 @@ True
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
 
 from sendtopacs_core.errors import (
     ConfigError,
@@ -33,6 +37,7 @@ from sendtopacs_core.errors import (
     DicomNetworkError,
     InvalidValueError,
 )
+from sendtopacs_core.identity import Assignment
 from sendtopacs_core.model import Device, Study
 from sendtopacs_core.net._association import echo
 from sendtopacs_core.net._files import InvalidDicomFileError, discover, read_dicom_file
@@ -47,6 +52,9 @@ from sendtopacs_core.net.matching import (
 )
 from sendtopacs_core.net.querier import Querier
 from sendtopacs_core.settings import Settings
+
+if TYPE_CHECKING:
+    from sendtopacs_core.convert import ConvertedFile
 
 __all__ = ["FileOutcome", "SendProgress", "SendReport", "SendState", "Sender"]
 
@@ -108,10 +116,15 @@ class Sender:
         *,
         study: Study | None = None,
         progress: SendProgress | None = None,
+        day: dt.date | None = None,
+        instance_numbers: Mapping[Path, int] | None = None,
     ) -> SendReport:
         """Send files and folders; return one outcome per file, in input order.
 
-        Non-DICOM files are converted first with ``study`` (without a study they fail).
+        Non-DICOM files are converted first with ``study`` (without a study they fail);
+        ``day`` and ``instance_numbers`` are passed to :meth:`Converter.convert` (a retry
+        gives back what the first attempt assigned: each converted file's outcome has it in
+        ``assigned``).
         Nothing raises for a single file: a bad file, a refused object or an unreachable
         device are outcomes. The temporary copies are removed at the end unless the
         settings keep them (``main.clean_temp_on_exit`` false).
@@ -121,8 +134,11 @@ class Sender:
         keep = not main.clean_temp_on_exit
         lock = threading.Lock()
         outcomes: dict[tuple[int, int], FileOutcome] = {}
+        assign = _Assign(day=day, instance_numbers=instance_numbers or {})
 
         def record(key: tuple[int, int], outcome: FileOutcome) -> None:
+            if outcome.converted and key in assign.made:
+                outcome = attrs.evolve(outcome, assigned=assign.made[key])
             with lock:
                 outcomes[key] = outcome
             # INFO, failures too: they are in the report, which the caller shows or acts on.
@@ -133,7 +149,7 @@ class Sender:
                 progress(outcome)
 
         try:
-            deliveries = self._deliveries(items, study, temp, record)
+            deliveries = self._deliveries(items, study, temp, record, assign)
             unreachable = self._deliver(deliveries, temp, record)
         finally:
             if not keep:
@@ -153,6 +169,7 @@ class Sender:
         study: Study | None,
         temp: Path,
         record: Callable[[tuple[int, int], FileOutcome], None],
+        assign: _Assign,
     ) -> list[Delivery]:
         """Read every DICOM input's header and convert the others; failures are recorded."""
         deliveries: list[Delivery] = []
@@ -168,7 +185,7 @@ class Sender:
                 if delivery is not None:
                     deliveries.append(delivery)
         if to_convert:
-            deliveries += self._convert(to_convert, study, temp, record)
+            deliveries += self._convert(to_convert, study, temp, record, assign)
         deliveries.sort(key=lambda delivery: (delivery.index, delivery.page))
         return deliveries
 
@@ -209,6 +226,7 @@ class Sender:
         study: Study | None,
         temp: Path,
         record: Callable[[tuple[int, int], FileOutcome], None],
+        assign: _Assign,
     ) -> list[Delivery]:
         if self.querier is not None and self.settings.non_dicom.parse_file_name:
             indexes = {path: index for index, path in inputs}
@@ -223,7 +241,7 @@ class Sender:
             for number, (matched, members) in enumerate(groups.items()):
                 pairs = [(indexes[path], path) for path in members]
                 deliveries += self._convert_for(
-                    pairs, matched, temp / f"converted-{number}", record
+                    pairs, matched, temp / f"converted-{number}", record, assign
                 )
             return deliveries
         if study is None:
@@ -233,7 +251,7 @@ class Sender:
                     _failed(path, "not DICOM: converting it needs patient and study data"),
                 )
             return []
-        return self._convert_for(inputs, study, temp / "converted", record)
+        return self._convert_for(inputs, study, temp / "converted", record, assign)
 
     def _convert_for(
         self,
@@ -241,13 +259,18 @@ class Sender:
         study: Study,
         out_dir: Path,
         record: Callable[[tuple[int, int], FileOutcome], None],
+        assign: _Assign,
     ) -> list[Delivery]:
         from sendtopacs_core.convert import Converter  # noqa: PLC0415 (loads media libraries)
 
         indexes = {path: index for index, path in inputs}
         try:
             report = Converter(self.settings).convert(
-                [path for _, path in inputs], study, out_dir=out_dir
+                [path for _, path in inputs],
+                study,
+                out_dir=out_dir,
+                day=assign.day,
+                instance_numbers=assign.instance_numbers,
             )
         except (ConfigError, ConversionError) as exc:  # worklist-only, or no output folder
             for index, path in inputs:
@@ -257,6 +280,8 @@ class Sender:
             record((indexes[failure.source], 0), _failed(failure.source, str(failure.error)))
         deliveries = []
         for converted in report.files:
+            if (made := _assigned(converted)) is not None:
+                assign.made[(indexes[converted.source], converted.page)] = made
             try:
                 dicom = read_dicom_file(converted.path)
             except (InvalidDicomFileError, OSError) as exc:  # pragma: no cover - our own file
@@ -327,6 +352,23 @@ class Sender:
             for thread in threads:
                 thread.join()
         return unreachable.is_set()
+
+
+@attrs.frozen(kw_only=True)
+class _Assign:
+    """What the caller gives back of an earlier conversion (see :meth:`Sender.send`)."""
+
+    day: dt.date | None
+    instance_numbers: Mapping[Path, int]
+    made: dict[tuple[int, int], Assignment] = attrs.field(factory=dict)
+    """What the conversions of this send assigned, by (input index, page)."""
+
+
+def _assigned(converted: ConvertedFile) -> Assignment | None:
+    """The day and Instance Number a conversion gave its input (first page's number)."""
+    if converted.day is None or converted.instance_number is None:
+        return None
+    return Assignment(day=converted.day, instance_number=converted.instance_number - converted.page)
 
 
 def _failed(path: Path, message: str) -> FileOutcome:
