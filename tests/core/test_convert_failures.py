@@ -76,41 +76,55 @@ def test_worker_processes_keep_every_input_of_a_hostile_batch(tmp_path: Path) ->
     assert [str(f.error) for f in parallel.failures] == [str(f.error) for f in alone.failures]
 
 
-_CRASH_NAME: Final = "kills-its-process.png"
+_CRASH_SCRIPT: Final = """
+import os, sys, threading
+from pathlib import Path
+from sendtopacs_core import Converter, Study, _job
+
+real_convert = _job._convert
+
+def crashing(batch, job, progress):
+    # stands in for a decoder that crashes its process (a segmentation fault) or the
+    # system's out-of-memory killer: no Python exception, the worker process is gone
+    if job.path.name == "kills-its-process.png":
+        os._exit(70)
+    return real_convert(batch, job, progress)
+
+_job._convert = crashing  # forked workers inherit it
+assert threading.active_count() == 1  # so the workers are forked
+paths = [Path(line) for line in sys.stdin.read().splitlines()]
+report = Converter(workers=2).convert(paths, Study(patient_id="P1"), out_dir=sys.argv[1])
+for failure in report.failures:
+    print("failed", failure.source.name, type(failure.error).__name__, failure.error.reason)
+for item in report:
+    print("converted", item.source.name, item.path.name)
+"""
 
 
-def _crash_on(convert: object) -> object:
-    """Wrap ``_job._convert``: the process converting the named file dies at once.
-
-    This stands in for a decoder that crashes its process (a segmentation fault) or the
-    system's out-of-memory killer; no Python exception is raised, the worker is gone.
-    """
-
-    def crashing(batch: object, job: _job.Job, progress: object) -> object:
-        if job.path.name == _CRASH_NAME:
-            os._exit(70)
-        return convert(batch, job, progress)  # type: ignore[operator]
-
-    return crashing
-
-
-def test_a_crashed_worker_process_loses_no_other_input(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_crashed_worker_process_loses_no_other_input(tmp_path: Path) -> None:
+    """Run in a fresh interpreter (one thread, so workers are forked with the crash in them)."""
     good = good_inputs(tmp_path / "good", count=20)[:20]  # the photos
-    crash = tmp_path / "bad" / _CRASH_NAME
+    crash = tmp_path / "bad" / "kills-its-process.png"
     crash.parent.mkdir()
     _corpus.photo(8, 8, seed=5).save(crash)
     paths = [*good[:7], crash, *good[7:]]
-    monkeypatch.setattr(_job, "_convert", _crash_on(_job._convert))
-    report = Converter(workers=2, clock=lambda: NOW).convert(paths, STUDY, out_dir=tmp_path / "out")
-    (failure,) = report.failures
-    assert failure.source == crash
-    assert isinstance(failure.error, CorruptMediaError)
-    assert _CRASH_NAME in str(failure.error)
-    assert "stopped abruptly" in failure.error.reason
-    assert [f.source for f in report] == good
-    numbers = [pydicom.dcmread(f.path).InstanceNumber for f in report]
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASH_SCRIPT, str(out)],
+        input="\n".join(map(str, paths)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (
+        "failed kills-its-process.png CorruptMediaError the conversion process stopped abruptly "
+        "while reading it (a decoder crashed on the file, or the system ran out of memory)"
+    )
+    assert lines[1:] == [f"converted {p.name} {p.stem}.dcm" for p in good]
+    numbers = [pydicom.dcmread(out / f"{p.stem}.dcm").InstanceNumber for p in good]
     assert len(set(numbers)) == len(good)
 
 
