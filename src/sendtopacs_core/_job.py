@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pydicom.valuerep import validate_value
 
+from sendtopacs_core._failure import failure_for
 from sendtopacs_core._results import ConversionAction, ConversionFailure, ConvertedFile
 from sendtopacs_core._vr import parse_tag, tag_label
 from sendtopacs_core.charset import apply_charset
@@ -106,11 +107,16 @@ class Job:
 def run_job(
     batch: Batch, job: Job, progress: Progress | None = None
 ) -> list[ConvertedFile] | ConversionFailure:
-    """Convert one input; a :class:`ConversionError` becomes a failure, never a crash."""
+    """Convert one input; whatever it raises becomes its failure, never a crash.
+
+    A :class:`ConversionError` is the failure as it is; any other exception (a library's,
+    ``MemoryError``, a bug) becomes one naming the file and the cause in words, with the
+    traceback at DEBUG (:func:`~sendtopacs_core._failure.failure_for`).
+    """
     try:
         return _convert(batch, job, progress)
-    except ConversionError as exc:
-        return ConversionFailure(source=job.path, error=exc)
+    except Exception as exc:  # the input's failure domain: reported, not lost
+        return failure_for(job.path, exc)
 
 
 def content_digest(path: Path, *, stop: threading.Event | None = None) -> str:

@@ -18,11 +18,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
+from sendtopacs_core._failure import crashed_worker_failure, failure_for
 from sendtopacs_core._job import SERIES_NUMBER, Batch, Job, Progress, content_digest, run_job
 from sendtopacs_core._results import (
     ConversionAction,
@@ -58,6 +60,8 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
+#: What one job gives: its files, or its failure.
+_Outcome: TypeAlias = list[ConvertedFile] | ConversionFailure
 _TIFF_MAGIC: Final = (b"II*\x00", b"MM\x00*")
 #: Below this many inputs per worker, starting workers costs more than it saves.
 _MIN_JOBS_PER_WORKER: Final = 8
@@ -187,7 +191,26 @@ class Converter:
                 "non_dicom.worklist_only is on: the patient and study must come from a worklist "
                 "item, not be typed in"
             )
-        out = Path(out_dir)
+        return self._convert_study(
+            paths,
+            study,
+            out=Path(out_dir),
+            progress=progress,
+            day=day,
+            instance_numbers=instance_numbers or {},
+        )
+
+    def _convert_study(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        study: Study,
+        *,
+        out: Path,
+        progress: Progress | None,
+        day: dt.date | None,
+        instance_numbers: Mapping[Path, int],
+    ) -> ConversionReport:
+        """Convert ``paths`` into one study (see :meth:`convert`)."""
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -198,11 +221,20 @@ class Converter:
             path = Path(raw)
             try:
                 inspected.append(_inspect(index, path))
+            except Exception as exc:  # the input's failure domain: reported
+                failures[index] = failure_for(path, exc)
+        while True:  # an input the plan cannot read (gone, unreadable) fails alone
+            try:
+                planned, batch = self._plan(
+                    inspected, study, out, day=day, instance_numbers=instance_numbers
+                )
+                break
             except ConversionError as exc:
-                failures[index] = ConversionFailure(source=path, error=exc)
-        planned, batch = self._plan(
-            inspected, study, out, day=day, instance_numbers=instance_numbers or {}
-        )
+                culprit = next((item for item in inspected if item.path == exc.path), None)
+                if culprit is None:
+                    raise
+                failures[culprit.index] = ConversionFailure(source=culprit.path, error=exc)
+                inspected.remove(culprit)
         jobs = [entry.job for entry in planned if entry.same_as is None]
         outcomes = self._run(batch, [job for job in jobs if job.choice.kind is not MediaKind.VIDEO])
         outcomes.update(
@@ -382,22 +414,73 @@ class Converter:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _run(
-        self, batch: Batch, jobs: Sequence[Job]
-    ) -> dict[int, list[ConvertedFile] | ConversionFailure]:
-        """Run the jobs here, or in worker processes when the batch is large enough."""
+    def _run(self, batch: Batch, jobs: Sequence[Job]) -> dict[int, _Outcome]:
+        """Run the jobs here, or in worker processes when the batch is large enough.
+
+        A job never raises (:func:`run_job`). A worker process that dies (a decoder crash, the
+        system's out-of-memory killer) or a result that cannot come back loses no input: the
+        jobs without an outcome run again one at a time, each in a fresh process, so that the
+        input that kills its process fails alone and every other one is converted.
+        """
         workers = min(self._workers, len(jobs) // _MIN_JOBS_PER_WORKER)
         if workers <= 1:
             return {job.index: run_job(batch, job) for job in jobs}
-        method = "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+        context = multiprocessing.get_context(
+            "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
+        )
+        outcomes: dict[int, _Outcome] = {}
+        size = _chunk(len(jobs), workers)
+        chunks = [list(jobs[start : start + size]) for start in range(0, len(jobs), size)]
         with ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context(method),
+            mp_context=context,
             initializer=_set_worker_batch,
             initargs=(batch,),
         ) as pool:
-            outcomes = pool.map(_run_in_worker, jobs, chunksize=_chunk(len(jobs), workers))
-            return {job.index: outcome for job, outcome in zip(jobs, outcomes, strict=True)}
+            futures = [(chunk, pool.submit(_run_in_worker, chunk)) for chunk in chunks]
+            for chunk, future in futures:
+                try:
+                    results = future.result()
+                except Exception as exc:  # the chunk's jobs are run again below
+                    _LOGGER.debug("a worker lost %d job(s): %r", len(chunk), exc)
+                    continue
+                outcomes.update(zip((job.index for job in chunk), results, strict=True))
+        missing = [job for job in jobs if job.index not in outcomes]
+        if missing:
+            _LOGGER.warning(
+                "%d input(s) converted again one by one after a worker failed", len(missing)
+            )
+            outcomes.update(_run_isolated(batch, missing, context))
+        return outcomes
+
+
+def _run_isolated(
+    batch: Batch, jobs: Sequence[Job], context: multiprocessing.context.BaseContext
+) -> dict[int, _Outcome]:
+    """Run each job alone in a worker process; one that kills its process fails by itself."""
+    outcomes: dict[int, _Outcome] = {}
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for job in jobs:
+            if pool is None:
+                pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=context,
+                    initializer=_set_worker_batch,
+                    initargs=(batch,),
+                )
+            try:
+                (outcomes[job.index],) = pool.submit(_run_in_worker, [job]).result()
+            except BrokenProcessPool:
+                outcomes[job.index] = crashed_worker_failure(job.path)
+                pool.shutdown(wait=True)
+                pool = None
+            except Exception as exc:  # a result that cannot come back
+                outcomes[job.index] = failure_for(job.path, exc)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return outcomes
 
 
 @attrs.frozen(kw_only=True)
@@ -418,10 +501,11 @@ def _set_worker_batch(batch: Batch) -> None:
     _worker_batch = batch
 
 
-def _run_in_worker(job: Job) -> list[ConvertedFile] | ConversionFailure:
+def _run_in_worker(jobs: list[Job]) -> list[_Outcome]:
     if _worker_batch is None:  # pragma: no cover - the initializer always runs first
         raise RuntimeError("worker started without its batch")
-    return run_job(_worker_batch, job)
+    batch = _worker_batch
+    return [run_job(batch, job) for job in jobs]
 
 
 def _inspect(index: int, path: Path) -> _Inspected:

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from sendtopacs_adapters.cli import main
-from tests import _corpus
+from tests import _corpus, _hostile
 
 
 @pytest.fixture
@@ -309,3 +309,64 @@ def test_console_script_exits_with_the_status(tmp_path: Path, inputs: dict[str, 
     assert failed.returncode == 1
     assert "broken.png" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_convert_of_a_hostile_batch_reports_every_input(
+    tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One bad input of any kind costs no other input; the JSON names every one."""
+    good = _hostile.good_inputs(tmp_path / "good", count=2)
+    bad = _hostile.bad_inputs(tmp_path / "bad")
+    paths = _hostile.interleave(good, bad)
+    common = ["--settings", str(settings_file)]
+    options = ["-o", str(tmp_path / "out"), "--patient-id", "12345"]
+    status = main([*common, "--json", "convert", *map(str, paths), *options])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "Traceback" not in captured.err
+    document = json.loads(captured.out)
+    assert document["ok"] is False
+    assert [entry["source"] for entry in document["inputs"]] == [str(p) for p in paths]
+    entries = {Path(entry["source"]): entry for entry in document["inputs"]}
+    for item in bad:
+        entry = entries[item.path]
+        assert entry["ok"] is False
+        assert entry["outputs"] == []
+        assert entry["error"].startswith(f"cannot convert {item.path}: ")
+        assert entry["error_type"] == item.error.__name__
+    for path in good:
+        assert entries[path]["ok"] is True
+        assert entries[path]["outputs"], path.name
+    assert document["failed"] == len(bad)
+    assert document["converted"] == sum(len(entries[p]["outputs"]) for p in good)
+
+    status = main([*common, "convert", *map(str, paths), *options[:1], str(tmp_path / "o2")])
+    captured = capsys.readouterr()
+    assert status == 1
+    errors = [line for line in captured.err.splitlines() if line.startswith("sendtopacs: error:")]
+    assert len(errors) == len(bad)  # one line per failed file, in input order
+    for line, item in zip(errors, bad, strict=True):
+        assert line.startswith(f"sendtopacs: error: cannot convert {item.path}: ")
+    assert f"from {len(good)} of {len(paths)} input(s)" in captured.out
+
+
+def test_convert_in_a_process_survives_the_tiff_that_crashed_it(tmp_path: Path) -> None:
+    """The found defect: a TIFF whose page count cannot be read ended convert with a traceback."""
+    tiff = _hostile.tiff_pages()
+    cut = tmp_path / "cut-pages.tif"
+    cut.write_bytes(tiff[: len(tiff) * 2 // 3])
+    photo = tmp_path / "photo.png"
+    _corpus.photo().save(photo)
+    done = subprocess.run(
+        [sys.executable, "-m", "sendtopacs_adapters", "--settings", str(tmp_path / "s.json"),
+         "--json", "convert", str(cut), str(photo), "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    document = json.loads(done.stdout)
+    first, second = document["inputs"]
+    assert first["source"] == str(cut)
+    assert first["error_type"] == "CorruptMediaError"
+    assert "TIFF" in first["error"]
+    assert second["ok"] is True

@@ -53,8 +53,21 @@ _CONVERSIONS: Final[dict[str, tuple[str, str | None]]] = {
 }
 _WITH_ALPHA: Final = {"LA": "LA", "La": "LA", "RGBA": "RGBA", "RGBa": "RGBA"}
 _GREY16: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-# What Pillow raises on damaged input while opening, seeking or decoding.
-_PILLOW_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+#: What Pillow raises on damaged input while opening, seeking or decoding (a TIFF whose tags
+#: are missing or of the wrong type raises KeyError or TypeError; a zero size divides by 0).
+PILLOW_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    RecursionError,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -126,15 +139,23 @@ def decode(
                     pages.append(_page(path, im))
         except UnidentifiedImageError as exc:
             raise _unidentified(path, data) from exc
-        except _PILLOW_ERRORS as exc:
-            raise CorruptMediaError(path, f"{fmt} data cannot be decoded: {exc}") from exc
+        except PILLOW_ERRORS as exc:
+            reason = _plugin_reason(exc)
+            raise CorruptMediaError(path, f"{fmt} data cannot be decoded: {reason}") from exc
     return Decoded(format=fmt, frame_count=count, pages=tuple(pages))
 
 
 @contextmanager
 def _bomb_guard(path: str | os.PathLike[str], data: bytes) -> Iterator[None]:
-    """Turn Pillow's decompression-bomb warning and error into :class:`CorruptMediaError`."""
-    with warnings.catch_warnings():
+    """Turn Pillow's decompression-bomb warning and error into :class:`CorruptMediaError`.
+
+    Pillow's other warnings (corrupt EXIF data, a tag larger than the file) are notes about a
+    file it still reads: they are recorded and dropped here, whatever the caller's warning
+    filters say, so that a file gives the same outcome in every program (and under pytest's
+    ``error`` filter). A file it cannot read fails with Pillow's error.
+    """
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             yield
@@ -162,25 +183,62 @@ def _probe_size(data: bytes) -> tuple[int, int] | None:
         try:
             with factory(io.BytesIO(data), "") as im:
                 return im.size
-        except (*_PILLOW_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (*PILLOW_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
             continue
     return None
 
 
 def _unidentified(path: str | os.PathLike[str], data: bytes) -> Exception:
-    """Name a format Pillow knows but we do not convert, or say the data is no image."""
+    """Say what is wrong with a file Pillow did not identify.
+
+    A file that starts like a supported format but whose plugin fails (a PNG with a bad
+    checksum, a TIFF whose first directory is damaged) is a damaged file of that format; a
+    format Pillow knows but we do not convert is named; anything else is no image.
+    """
+    damaged = _damaged_format(data)
+    if damaged is not None:
+        fmt, exc = damaged
+        return CorruptMediaError(path, f"damaged {fmt} file: {_plugin_reason(exc)}")
     supported = ", ".join(SUPPORTED_FORMATS)
     with warnings.catch_warnings(record=True):  # identification notes; we report the outcome
         try:
             with Image.open(io.BytesIO(data)) as im:
                 other = im.format or "unknown"
-        except (*_PILLOW_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (*PILLOW_ERRORS, Image.DecompressionBombError, Image.DecompressionBombWarning):
             return CorruptMediaError(
                 path, f"not an image Pillow can read (the content is none of {supported})"
             )
     return UnsupportedMediaError(
         path, f"{other} images are not converted (supported formats: {supported})"
     )
+
+
+def _damaged_format(data: bytes) -> tuple[str, Exception] | None:
+    """The supported format whose signature ``data`` has, and why its plugin refused it."""
+    prefix = data[:16]
+    for fmt in SUPPORTED_FORMATS:
+        entry = Image.OPEN.get(fmt)
+        if entry is None:
+            continue
+        factory, accept = entry
+        if accept is None or accept(prefix) is not True:
+            continue
+        try:
+            with warnings.catch_warnings():  # its notes (corrupt EXIF): the refusal says it
+                warnings.simplefilter("ignore")
+                with factory(io.BytesIO(data), ""):  # the header only: no pixels are decoded
+                    pass
+        except PILLOW_ERRORS as exc:
+            return fmt, exc
+    return None
+
+
+def _plugin_reason(exc: Exception) -> str:
+    """Pillow's message, or what it means when the message alone says nothing (a tag number)."""
+    message = " ".join(str(exc).split())[:200]
+    if isinstance(exc, KeyError):
+        return f"a required entry is missing or damaged ({message})"
+    return message or type(exc).__name__
 
 
 def _page(path: str | os.PathLike[str], im: Image.Image) -> Page:

@@ -415,13 +415,13 @@ def encode_baseline_jpeg(image: RasterImage, *, quality: int) -> JpegImage:
 def count_pages(path: str | os.PathLike[str]) -> int:
     """How many entries :func:`read_image` gives for ``path``: a TIFF's pages, else 1.
 
-    Only the headers are read. A file that cannot be opened counts as 1 page; reading it
-    properly then reports the cause.
+    Only the headers are read. A file whose pages cannot be counted (not an image, a damaged
+    directory chain, a bomb) counts as 1 page; reading it then reports the cause.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 return int(getattr(im, "n_frames", 1)) if im.format == "TIFF" else 1
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (*_pillow.PILLOW_ERRORS, Image.DecompressionBombError, MemoryError):
         return 1

@@ -657,3 +657,16 @@ def test_raster_image_is_valid_by_construction() -> None:
             lossy=None,
             note="",
         )
+
+
+def test_tiff_whose_pages_cannot_be_counted_is_corrupt(tmp_path: Path) -> None:
+    from sendtopacs_core.media.image import count_pages
+    from tests._hostile import tiff_with_a_damaged_second_page
+
+    path = _write(tmp_path, "bad-page-2.tif", tiff_with_a_damaged_second_page())
+    with Image.open(path) as im, pytest.raises(KeyError):  # what Pillow itself does
+        _ = im.n_frames  # type: ignore[attr-defined]
+    assert count_pages(path) == 1  # reading it says why
+    cause = r"TIFF data cannot be decoded: a required entry is missing or damaged \(13569\)"
+    with pytest.raises(CorruptMediaError, match=_error(path, cause)):
+        read_image(path)
