@@ -10,10 +10,12 @@ Routes, all under ``/api/v1`` and all answering JSON:
     Search a worklist device (Modality Worklist, Query/Retrieve) with the query's keys.
 ``POST /convert``
     Convert uploaded files (multipart ``files`` plus study fields, or ``worklist_device`` and
-    ``pick`` to take the study from a worklist item); the DICOM files come back base64-encoded.
+    ``pick`` to take the study from a worklist item): ``ConversionReport.to_dict()``, each
+    file with its DICOM data base64-encoded in ``data``.
 ``POST /send/{device}``
-    Send uploaded files (DICOM, or other files converted with the study fields); one outcome
-    per file.
+    Send uploaded files (DICOM, or other files converted with the study fields):
+    ``SendReport.to_dict()``, one outcome per file (with its storage commitment, when the
+    device asks for it).
 ``POST /jobs/send/{device}`` and ``GET /jobs/{id}``
     The same send as a background job (202 and its id), and its state and result.
 
@@ -256,32 +258,22 @@ def _in_workspace(settings: Settings, folder: Path) -> Settings:
     return attrs.evolve(settings, main=attrs.evolve(settings.main, temp_dir=work))
 
 
-def _send_document(
-    report: SendReport, device: Device, folder: Path, uploads: Sequence[Upload]
-) -> dict[str, Any]:
+def _shown(folder: Path, uploads: Sequence[Upload]) -> Callable[[Path], str]:
+    """How the documents name a path: the upload's name, else the file's own name (never a
+    server-side folder)."""
     names = {upload.path: upload.name for upload in uploads}
-    return {
-        "ok": report.ok,
-        "device": device.name,
-        "sent": len(report.sent),
-        "failed": len(report.failed),
-        "unreachable": report.unreachable,
-        "files": [
-            {
-                "source": names.get(outcome.source, outcome.source.name),
-                "ok": outcome.ok,
-                "state": str(outcome.state),
-                "status": outcome.status,
-                "status_hex": None if outcome.status is None else outcome.status_text,
-                "message": scrub(outcome.message, folder, uploads),
-                "sop_instance_uid": outcome.sop_instance_uid,
-                "transfer_syntax_uid": outcome.transfer_syntax_uid,
-                "decompressed": outcome.decompressed,
-                "converted": outcome.converted,
-            }
-            for outcome in report
-        ],
-    }
+    return lambda path: names.get(path, path.name)
+
+
+def _scrubbed(folder: Path, uploads: Sequence[Upload]) -> Callable[[str], str]:
+    return lambda text: scrub(text, folder, uploads)
+
+
+def _send_document(report: SendReport, folder: Path, uploads: Sequence[Upload]) -> dict[str, Any]:
+    """``SendReport.to_dict()`` with upload names and scrubbed messages."""
+    document = report.to_dict(path=_shown(folder, uploads), text=_scrubbed(folder, uploads))
+    document["kept_temp_dir"] = None  # inside the request's folder, which is removed
+    return document
 
 
 def _send_work(
@@ -291,7 +283,7 @@ def _send_work(
     study = _study(form, settings)
     sender = Sender(device, settings=_in_workspace(settings, folder), decompress=form.decompress)
     report = sender.send([upload.path for upload in uploads], study=study)
-    return _send_document(report, device, folder, uploads)
+    return _send_document(report, folder, uploads)
 
 
 def _convert_work(
@@ -302,38 +294,15 @@ def _convert_work(
     report = Converter(_in_workspace(settings, folder)).convert(
         [upload.path for upload in uploads], study, out_dir=folder / "out"
     )
-    names = {upload.path: upload.name for upload in uploads}
     total = sum(item.path.stat().st_size for item in report.files)
     if total > MAX_RETURNED_BYTES:
         raise HTTPException(
             413, f"the DICOM files ({total} bytes) exceed {MAX_RETURNED_BYTES} bytes; send fewer"
         )
-    return {
-        "ok": report.ok,
-        "study_instance_uid": report.study_instance_uid,
-        "files": [
-            {
-                "source": names.get(item.source, item.source.name),
-                "name": item.path.name,
-                "sop_class_uid": item.sop_class_uid,
-                "sop_instance_uid": item.sop_instance_uid,
-                "series_instance_uid": item.series_instance_uid,
-                "transfer_syntax_uid": item.transfer_syntax_uid,
-                "action": str(item.action),
-                "reason": item.reason,
-                "warnings": list(item.warnings),
-                "data": base64.b64encode(item.path.read_bytes()).decode("ascii"),
-            }
-            for item in report.files
-        ],
-        "failures": [
-            {
-                "source": names.get(failure.source, failure.source.name),
-                "error": scrub(str(failure.error), folder, uploads),
-            }
-            for failure in report.failures
-        ],
-    }
+    document = report.to_dict(path=_shown(folder, uploads), text=_scrubbed(folder, uploads))
+    for entry, item in zip(document["files"], report.files, strict=True):
+        entry["data"] = base64.b64encode(item.path.read_bytes()).decode("ascii")
+    return document
 
 
 def _row(row: WorklistItem | QueryResult) -> dict[str, Any]:

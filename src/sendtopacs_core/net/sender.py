@@ -7,6 +7,12 @@ their header, or when the PACS accepts only uncompressed data; other files are c
 :class:`FileOutcome`: the status the PACS answered, in hex and in words, or why nothing was
 sent. Nothing counts as sent without a success status.
 
+With the device's ``storage_commitment`` on, the files stored are then named in one Storage
+Commitment request (PS3.4 J, :mod:`sendtopacs_core.net.commitment`); the PACS's report comes
+to ``main.listen_port`` (or on the request's association) within the device's
+``commitment_timeout_s``, and each outcome says whether the file is committed, failed (with the
+Failure Reason) or got no report. A file counts as delivered only when committed.
+
 Examples
 --------
 >>> from sendtopacs_core import Device, Sender
@@ -24,9 +30,13 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
+import attrs
+
+from sendtopacs_core._vr import check_ui
 from sendtopacs_core.errors import (
     ConfigError,
     ConversionError,
@@ -36,9 +46,20 @@ from sendtopacs_core.errors import (
 from sendtopacs_core.model import Device, Study
 from sendtopacs_core.net._association import echo
 from sendtopacs_core.net._files import InvalidDicomFileError, discover, read_dicom_file
-from sendtopacs_core.net._outcome import FileOutcome, SendProgress, SendReport
+from sendtopacs_core.net._outcome import (
+    CommitmentState,
+    FileOutcome,
+    SendProgress,
+    SendReport,
+)
 from sendtopacs_core.net._plan import Delivery, plan_associations, send_group
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.commitment import (
+    CommitmentResult,
+    failure_reason_meaning,
+    not_requested,
+    request_commitment,
+)
 from sendtopacs_core.net.matching import (
     WorklistMatchError,
     dicom_query,
@@ -48,9 +69,17 @@ from sendtopacs_core.net.matching import (
 from sendtopacs_core.net.querier import Querier
 from sendtopacs_core.settings import Settings
 
-__all__ = ["FileOutcome", "SendProgress", "SendReport", "SendState", "Sender"]
+__all__ = [
+    "CommitmentState",
+    "FileOutcome",
+    "SendProgress",
+    "SendReport",
+    "SendState",
+    "Sender",
+]
 
 _LOGGER = logging.getLogger(__name__)
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Sender:
@@ -113,8 +142,11 @@ class Sender:
 
         Non-DICOM files are converted first with ``study`` (without a study they fail).
         Nothing raises for a single file: a bad file, a refused object or an unreachable
-        device are outcomes. The temporary copies are removed at the end unless the
-        settings keep them (``main.clean_temp_on_exit`` false).
+        device are outcomes. With the device's ``storage_commitment`` on, the files stored
+        are then asked about (:meth:`commit`) and each outcome's ``commitment`` says what the
+        PACS answered (``progress`` sees them before, as ``pending``). The temporary copies
+        are removed at the end unless the settings keep them (``main.clean_temp_on_exit``
+        false).
         """
         main = self.settings.main
         temp = Path(tempfile.mkdtemp(prefix="sendtopacs-send-", dir=main.temp_dir))
@@ -123,6 +155,8 @@ class Sender:
         outcomes: dict[tuple[int, int], FileOutcome] = {}
 
         def record(key: tuple[int, int], outcome: FileOutcome) -> None:
+            if self.device.storage_commitment and outcome.ok:
+                outcome = attrs.evolve(outcome, commitment=CommitmentState.PENDING)
             with lock:
                 outcomes[key] = outcome
             # INFO, failures too: they are in the report, which the caller shows or acts on.
@@ -138,12 +172,81 @@ class Sender:
         finally:
             if not keep:
                 shutil.rmtree(temp, ignore_errors=True)
+        ordered = tuple(outcomes[key] for key in sorted(outcomes))
+        if self.device.storage_commitment:
+            ordered = self._with_commitment(ordered)
         return SendReport(
             device=self.device.name,
-            outcomes=tuple(outcomes[key] for key in sorted(outcomes)),
+            outcomes=ordered,
             unreachable=unreachable,
             kept_temp_dir=temp if keep else None,
         )
+
+    # -- storage commitment ---------------------------------------------------------------------
+
+    def commit(self, references: Sequence[tuple[str, str]]) -> CommitmentResult:
+        """Ask the device to commit to keeping instances it stored (PS3.4 J); wait for its report.
+
+        The report is awaited on ``main.listen_port`` (on loopback when the device is local,
+        else on every interface) and on the request's association, for the device's
+        ``commitment_timeout_s``. Nothing raises: without ``main.listen_port``, with an
+        invalid UID, an unreachable device or no report in time, the instances are
+        ``missing`` and ``error`` says why in words.
+
+        Parameters
+        ----------
+        references
+            ``(SOP Class UID, SOP Instance UID)`` of each instance.
+        """
+        usable: list[tuple[str, str]] = []
+        invalid: list[tuple[str, str]] = []
+        for reference in references:
+            try:
+                check_ui(reference[0], "SOP Class UID")
+                check_ui(reference[1], "SOP Instance UID")
+            except ValueError:
+                invalid.append(reference)
+            else:
+                usable.append(reference)
+        if invalid:
+            _LOGGER.warning("%d instance(s) with an invalid UID: no commitment asked", len(invalid))
+        if not usable:
+            return not_requested(references, "no valid SOP Instance UID to ask about")
+        port = self.settings.main.listen_port
+        if port is None:
+            return not_requested(
+                references,
+                "storage commitment needs main.listen_port (where the PACS sends its report)",
+            )
+        host = "127.0.0.1" if self.device.host in _LOOPBACK else "0.0.0.0"  # noqa: S104
+        result = request_commitment(
+            self.device,
+            self.calling_ae_title,
+            usable,
+            listen_address=(host, port),
+            timeout_s=self.device.commitment_timeout_s,
+        )
+        if invalid:
+            result = attrs.evolve(result, missing=result.missing | {uid for _cls, uid in invalid})
+        return result
+
+    def _with_commitment(self, outcomes: tuple[FileOutcome, ...]) -> tuple[FileOutcome, ...]:
+        """Ask about the files stored; each of their outcomes gets what the PACS said."""
+        references = {
+            outcome.sop_instance_uid: outcome.sop_class_uid or ""
+            for outcome in outcomes
+            if outcome.ok and outcome.sop_instance_uid
+        }
+        if not references:
+            return outcomes
+        result = self.commit([(cls, uid) for uid, cls in references.items()])
+        _LOGGER.info(
+            "storage commitment: %d committed, %d failed, %d without a report",
+            len(result.committed),
+            len(result.failed),
+            len(result.missing),
+        )
+        return tuple(_committed(outcome, result) for outcome in outcomes)
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -327,6 +430,41 @@ class Sender:
             for thread in threads:
                 thread.join()
         return unreachable.is_set()
+
+
+def commitment_of(
+    uid: str | None, result: CommitmentResult
+) -> tuple[CommitmentState, int | None, str]:
+    """What ``result`` says of instance ``uid``: its state, Failure Reason and words."""
+    failed: Mapping[str, int] = result.failed
+    if uid is not None and uid in result.committed:
+        return CommitmentState.COMMITTED, None, "committed: the PACS commits to keeping it"
+    if uid is not None and uid in failed:
+        code = failed[uid]
+        return (
+            CommitmentState.FAILED,
+            code,
+            f"C-STORE answered success, but storage commitment failed: 0x{code:04X} "
+            f"{failure_reason_meaning(code)}",
+        )
+    return (
+        CommitmentState.NO_REPORT,
+        None,
+        result.error or "the storage commitment report did not name it",
+    )
+
+
+def _committed(outcome: FileOutcome, result: CommitmentResult) -> FileOutcome:
+    """``outcome`` with what the commitment report says of its instance."""
+    if not outcome.ok:
+        return outcome
+    state, reason, message = commitment_of(outcome.sop_instance_uid, result)
+    return attrs.evolve(
+        outcome,
+        commitment=state,
+        commitment_failure_reason=reason,
+        commitment_message=message,
+    )
 
 
 def _failed(path: Path, message: str) -> FileOutcome:
