@@ -50,6 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from sendtopacs_adapters._api_jobs import Jobs, JobsFullError
+from sendtopacs_adapters._api_models import ConversionReportModel, JobModel, SendReportModel
 from sendtopacs_adapters._api_query import query_key
 from sendtopacs_adapters._api_security import SecurityMiddleware
 from sendtopacs_adapters._api_uploads import (
@@ -465,7 +466,14 @@ def _add_query_routes(router: APIRouter, source: _SettingsSource) -> None:
 def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -> None:
     """convert, send, jobs."""
 
-    @router.post("/convert", dependencies=_NO_QUERY)
+    @router.post(
+        "/convert",
+        dependencies=_NO_QUERY,
+        responses={
+            200: {"model": ConversionReportModel},
+            422: {"model": ConversionReportModel, "description": "no input was converted"},
+        },
+    )
     async def convert(form: Annotated[ConvertForm, _MULTIPART]) -> JSONResponse:
         """Convert uploaded files; the DICOM files come back base64-encoded in ``data``."""
         current = source.get()
@@ -474,7 +482,14 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             document = await run_in_threadpool(_convert_work, current, form, folder, uploads)
         return JSONResponse(document, status_code=200 if document["files"] else 422)
 
-    @router.post("/send/{device}", dependencies=_NO_QUERY)
+    @router.post(
+        "/send/{device}",
+        dependencies=_NO_QUERY,
+        responses={
+            200: {"model": SendReportModel},
+            502: {"model": SendReportModel, "description": "the device could not be reached"},
+        },
+    )
     async def send(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files to a device of the settings; one outcome per file."""
         current = source.get()
@@ -484,7 +499,12 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             document = await run_in_threadpool(_send_work, current, target, form, folder, uploads)
         return JSONResponse(document, status_code=502 if document["unreachable"] else 200)
 
-    @router.post("/jobs/send/{device}", dependencies=_NO_QUERY, status_code=202)
+    @router.post(
+        "/jobs/send/{device}",
+        dependencies=_NO_QUERY,
+        status_code=202,
+        responses={202: {"model": JobModel}},
+    )
     async def send_job(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files in the background; poll ``GET /jobs/{id}``."""
         current = source.get()
@@ -503,7 +523,7 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             raise
         return JSONResponse(job.document(), status_code=202)
 
-    @router.get("/jobs/{job_id}", dependencies=_BARE)
+    @router.get("/jobs/{job_id}", dependencies=_BARE, responses={200: {"model": JobModel}})
     async def job_status(job_id: str) -> dict[str, Any]:
         """A job's state (queued, running, done, failed) and, when done, its result."""
         job = jobs.get(job_id)

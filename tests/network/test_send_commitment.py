@@ -25,6 +25,7 @@ import pytest
 
 import sendtopacs_core as stp
 from sendtopacs_adapters import api
+from sendtopacs_adapters._api_models import JobModel, SendReportModel
 from sendtopacs_adapters.cli import main
 from sendtopacs_core.testing.plugin import StorageSCPFactory
 from tests._netpeers import OrthancFactory, free_port
@@ -399,8 +400,10 @@ def test_api_send_and_jobs_report_the_commitment(
     assert by_name[paths[1].name]["commitment"] == "failed"
     assert by_name[paths[1].name]["commitment_failure_reason_hex"] == "0x0112"
     assert str(tmp_path) not in response.text  # no server-side path in the answer
+    SendReportModel.model_validate(document)  # what /openapi.json says it returns
 
     job = _job_result(app, paths[:1])
+    JobModel.model_validate(job)
     assert (job["state"], job["ok"]) == ("done", True)
     assert [entry["commitment"] for entry in job["result"]["files"]] == ["committed"]
     job = _job_result(app, paths[1:])
