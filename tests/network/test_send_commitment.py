@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,6 +189,36 @@ def test_only_stored_files_are_asked_about(
     assert scp.commitment_requests == [frozenset({_uid(paths[1])})]
     assert report.failed == [refused]
     assert report.uncommitted == []
+
+
+def test_sends_sharing_the_listen_port_take_turns(
+    storage_scp_factory: StorageSCPFactory, tmp_path: Path
+) -> None:
+    """Two sends of one process (API jobs, monitors) with one main.listen_port: the second
+    waits for the first's report instead of failing to listen on the port."""
+    silent = storage_scp_factory(storage_commitment=True, commitment_silent=True)
+    reporting = storage_scp_factory(storage_commitment=True)
+    slow = _device(silent.port, timeout_s=1.5)
+    settings = _settings(tmp_path, slow)
+    first: list[stp.SendReport] = []
+    thread = threading.Thread(
+        target=lambda: first.append(
+            stp.Sender(slow, settings=settings).send(_files(tmp_path / "a", 1))
+        )
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not silent.commitment_requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert silent.commitment_requests, "the first send did not ask for commitment"
+        second = stp.Sender(_device(reporting.port), settings=settings).send(
+            _files(tmp_path / "b", 1)
+        )
+    finally:
+        thread.join(15)
+    assert [o.commitment for o in second] == [stp.CommitmentState.COMMITTED]
+    assert [o.commitment for o in first[0]] == [stp.CommitmentState.NO_REPORT]
 
 
 def test_commit_asks_without_sending(

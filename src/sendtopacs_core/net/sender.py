@@ -80,6 +80,15 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 _LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+#: One storage commitment wait at a time per listen port in this process (API jobs, several
+#: monitors): a second listener on the port could not bind, and its report would be lost.
+_PORT_LOCKS: dict[int, threading.Lock] = {}
+_PORT_LOCKS_GUARD: Final = threading.Lock()
+
+
+def _port_lock(port: int) -> threading.Lock:
+    with _PORT_LOCKS_GUARD:
+        return _PORT_LOCKS.setdefault(port, threading.Lock())
 
 
 class Sender:
@@ -189,7 +198,8 @@ class Sender:
 
         The report is awaited on ``main.listen_port`` (on loopback when the device is local,
         else on every interface) and on the request's association, for the device's
-        ``commitment_timeout_s``. Nothing raises: without ``main.listen_port``, with an
+        ``commitment_timeout_s``; requests of this process that share the port take turns.
+        Nothing raises: without ``main.listen_port``, with an
         invalid UID, an unreachable device or no report in time, the instances are
         ``missing`` and ``error`` says why in words.
 
@@ -219,13 +229,14 @@ class Sender:
                 "storage commitment needs main.listen_port (where the PACS sends its report)",
             )
         host = "127.0.0.1" if self.device.host in _LOOPBACK else "0.0.0.0"  # noqa: S104
-        result = request_commitment(
-            self.device,
-            self.calling_ae_title,
-            usable,
-            listen_address=(host, port),
-            timeout_s=self.device.commitment_timeout_s,
-        )
+        with _port_lock(port):
+            result = request_commitment(
+                self.device,
+                self.calling_ae_title,
+                usable,
+                listen_address=(host, port),
+                timeout_s=self.device.commitment_timeout_s,
+            )
         if invalid:
             result = attrs.evolve(result, missing=result.missing | {uid for _cls, uid in invalid})
         return result
