@@ -63,7 +63,8 @@ class ForwardEvent:
     path: str
     """Relative to the monitor's folder."""
     kind: str
-    """``taken``, ``sent``, ``retry``, ``failed``, ``held``, ``vanished``, ``problem``."""
+    """``taken``, ``sent``, ``committed``, ``retry``, ``failed``, ``held``, ``vanished``,
+    ``problem``."""
     message: str
     time: float
 
