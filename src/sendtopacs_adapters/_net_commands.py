@@ -121,7 +121,8 @@ def cmd_echo(context: Context) -> int:
 
 
 def cmd_send(context: Context) -> int:
-    """Send files and folders: 0 all sent, 1 some failed, 3 the PACS could not be reached."""
+    """Send files and folders: 0 all sent (and committed, when the device asks for storage
+    commitment), 1 some failed or were not committed, 3 the PACS could not be reached."""
     args = context.args
     if args.pending:
         if args.files:
@@ -155,7 +156,7 @@ def cmd_send(context: Context) -> int:
     with _SendBar(enabled=show_bar) as bar:
         report = sender.send(args.files, study=study, progress=bar.update)
     if args.json:
-        context.emit_json(_send_document(report, device))
+        context.emit_json(report.to_dict())
     else:
         _print_send_report(context, report, device)
     if report.unreachable:
@@ -183,43 +184,18 @@ class _SendBar:
             self._bar.update(1)
 
 
-def _outcome_document(outcome: FileOutcome) -> dict[str, Any]:
-    return {
-        "source": str(outcome.source),
-        "ok": outcome.ok,
-        "state": str(outcome.state),
-        "status": outcome.status,
-        "status_hex": None if outcome.status is None else outcome.status_text,
-        "message": outcome.message,
-        "error_comment": outcome.error_comment,
-        "sop_class_uid": outcome.sop_class_uid,
-        "sop_instance_uid": outcome.sop_instance_uid,
-        "transfer_syntax_uid": outcome.transfer_syntax_uid,
-        "decompressed": outcome.decompressed,
-        "converted": outcome.converted,
-    }
-
-
-def _send_document(report: SendReport, device: Device) -> dict[str, Any]:
-    return {
-        "ok": report.ok,
-        "device": device.name,
-        "address": _where(device),
-        "sent": len(report.sent),
-        "failed": len(report.failed),
-        "unreachable": report.unreachable,
-        "kept_temp_dir": str(report.kept_temp_dir) if report.kept_temp_dir else None,
-        "files": [_outcome_document(outcome) for outcome in report],
-    }
-
-
 def _print_send_report(context: Context, report: SendReport, device: Device) -> None:
     width = max((len(str(outcome.state)) for outcome in report), default=4)
     for outcome in report:
-        stream = context.out if outcome.ok else context.err
-        stream.write(f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}\n")
+        stream = context.out if outcome.delivered else context.err
+        commitment = "" if outcome.commitment is None else f"; {outcome.commitment_message}"
+        stream.write(
+            f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}{commitment}\n"
+        )
     skipped = len(report) - len(report.sent) - len(report.failed)
     extra = f", {skipped} skipped" if skipped else ""
+    if report.uncommitted:
+        extra += f", {len(report.uncommitted)} of them not committed"
     context.out.write(
         f"{len(report.sent)} of {len(report.sent) + len(report.failed)} file(s) sent to "
         f"{device.name} ({_where(device)}){extra}\n"
@@ -307,19 +283,8 @@ def _print_demo(
                     }
                     for item in demo.worklist
                 ],
-                "converted": [
-                    {
-                        "source": str(item.source),
-                        "path": str(item.path),
-                        "sop_class": item.sop_class_name,
-                        "transfer_syntax": item.transfer_syntax_name,
-                        "action": str(item.action),
-                        "sop_instance_uid": item.sop_instance_uid,
-                    }
-                    for item in converted.files
-                ],
-                "conversion_errors": [str(failure.error) for failure in converted.failures],
-                "send": _send_document(sent, device),
+                "convert": converted.to_dict(),
+                "send": sent.to_dict(),
                 "verified": verified,
                 "folder": str(folder) if kept is not None else None,
             }

@@ -10,10 +10,12 @@ Routes, all under ``/api/v1`` and all answering JSON:
     Search a worklist device (Modality Worklist, Query/Retrieve) with the query's keys.
 ``POST /convert``
     Convert uploaded files (multipart ``files`` plus study fields, or ``worklist_device`` and
-    ``pick`` to take the study from a worklist item); the DICOM files come back base64-encoded.
+    ``pick`` to take the study from a worklist item): ``ConversionReport.to_dict()``, each
+    file with its DICOM data base64-encoded in ``data``.
 ``POST /send/{device}``
-    Send uploaded files (DICOM, or other files converted with the study fields); one outcome
-    per file.
+    Send uploaded files (DICOM, or other files converted with the study fields):
+    ``SendReport.to_dict()``, one outcome per file (with its storage commitment, when the
+    device asks for it).
 ``POST /jobs/send/{device}`` and ``GET /jobs/{id}``
     The same send as a background job (202 and its id), and its state and result.
 
@@ -48,6 +50,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from sendtopacs_adapters._api_jobs import Jobs, JobsFullError
+from sendtopacs_adapters._api_models import ConversionReportModel, JobModel, SendReportModel
 from sendtopacs_adapters._api_query import query_key
 from sendtopacs_adapters._api_security import SecurityMiddleware
 from sendtopacs_adapters._api_uploads import (
@@ -256,32 +259,22 @@ def _in_workspace(settings: Settings, folder: Path) -> Settings:
     return attrs.evolve(settings, main=attrs.evolve(settings.main, temp_dir=work))
 
 
-def _send_document(
-    report: SendReport, device: Device, folder: Path, uploads: Sequence[Upload]
-) -> dict[str, Any]:
+def _shown(folder: Path, uploads: Sequence[Upload]) -> Callable[[Path], str]:
+    """How the documents name a path: the upload's name, else the file's own name (never a
+    server-side folder)."""
     names = {upload.path: upload.name for upload in uploads}
-    return {
-        "ok": report.ok,
-        "device": device.name,
-        "sent": len(report.sent),
-        "failed": len(report.failed),
-        "unreachable": report.unreachable,
-        "files": [
-            {
-                "source": names.get(outcome.source, outcome.source.name),
-                "ok": outcome.ok,
-                "state": str(outcome.state),
-                "status": outcome.status,
-                "status_hex": None if outcome.status is None else outcome.status_text,
-                "message": scrub(outcome.message, folder, uploads),
-                "sop_instance_uid": outcome.sop_instance_uid,
-                "transfer_syntax_uid": outcome.transfer_syntax_uid,
-                "decompressed": outcome.decompressed,
-                "converted": outcome.converted,
-            }
-            for outcome in report
-        ],
-    }
+    return lambda path: names.get(path, path.name)
+
+
+def _scrubbed(folder: Path, uploads: Sequence[Upload]) -> Callable[[str], str]:
+    return lambda text: scrub(text, folder, uploads)
+
+
+def _send_document(report: SendReport, folder: Path, uploads: Sequence[Upload]) -> dict[str, Any]:
+    """``SendReport.to_dict()`` with upload names and scrubbed messages."""
+    document = report.to_dict(path=_shown(folder, uploads), text=_scrubbed(folder, uploads))
+    document["kept_temp_dir"] = None  # inside the request's folder, which is removed
+    return document
 
 
 def _send_work(
@@ -291,7 +284,7 @@ def _send_work(
     study = _study(form, settings)
     sender = Sender(device, settings=_in_workspace(settings, folder), decompress=form.decompress)
     report = sender.send([upload.path for upload in uploads], study=study)
-    return _send_document(report, device, folder, uploads)
+    return _send_document(report, folder, uploads)
 
 
 def _convert_work(
@@ -302,38 +295,15 @@ def _convert_work(
     report = Converter(_in_workspace(settings, folder)).convert(
         [upload.path for upload in uploads], study, out_dir=folder / "out"
     )
-    names = {upload.path: upload.name for upload in uploads}
     total = sum(item.path.stat().st_size for item in report.files)
     if total > MAX_RETURNED_BYTES:
         raise HTTPException(
             413, f"the DICOM files ({total} bytes) exceed {MAX_RETURNED_BYTES} bytes; send fewer"
         )
-    return {
-        "ok": report.ok,
-        "study_instance_uid": report.study_instance_uid,
-        "files": [
-            {
-                "source": names.get(item.source, item.source.name),
-                "name": item.path.name,
-                "sop_class_uid": item.sop_class_uid,
-                "sop_instance_uid": item.sop_instance_uid,
-                "series_instance_uid": item.series_instance_uid,
-                "transfer_syntax_uid": item.transfer_syntax_uid,
-                "action": str(item.action),
-                "reason": item.reason,
-                "warnings": list(item.warnings),
-                "data": base64.b64encode(item.path.read_bytes()).decode("ascii"),
-            }
-            for item in report.files
-        ],
-        "failures": [
-            {
-                "source": names.get(failure.source, failure.source.name),
-                "error": scrub(str(failure.error), folder, uploads),
-            }
-            for failure in report.failures
-        ],
-    }
+    document = report.to_dict(path=_shown(folder, uploads), text=_scrubbed(folder, uploads))
+    for entry, item in zip(document["files"], report.files, strict=True):
+        entry["data"] = base64.b64encode(item.path.read_bytes()).decode("ascii")
+    return document
 
 
 def _row(row: WorklistItem | QueryResult) -> dict[str, Any]:
@@ -496,7 +466,14 @@ def _add_query_routes(router: APIRouter, source: _SettingsSource) -> None:
 def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -> None:
     """convert, send, jobs."""
 
-    @router.post("/convert", dependencies=_NO_QUERY)
+    @router.post(
+        "/convert",
+        dependencies=_NO_QUERY,
+        responses={
+            200: {"model": ConversionReportModel},
+            422: {"model": ConversionReportModel, "description": "no input was converted"},
+        },
+    )
     async def convert(form: Annotated[ConvertForm, _MULTIPART]) -> JSONResponse:
         """Convert uploaded files; the DICOM files come back base64-encoded in ``data``."""
         current = source.get()
@@ -505,7 +482,14 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             document = await run_in_threadpool(_convert_work, current, form, folder, uploads)
         return JSONResponse(document, status_code=200 if document["files"] else 422)
 
-    @router.post("/send/{device}", dependencies=_NO_QUERY)
+    @router.post(
+        "/send/{device}",
+        dependencies=_NO_QUERY,
+        responses={
+            200: {"model": SendReportModel},
+            502: {"model": SendReportModel, "description": "the device could not be reached"},
+        },
+    )
     async def send(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files to a device of the settings; one outcome per file."""
         current = source.get()
@@ -515,7 +499,12 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             document = await run_in_threadpool(_send_work, current, target, form, folder, uploads)
         return JSONResponse(document, status_code=502 if document["unreachable"] else 200)
 
-    @router.post("/jobs/send/{device}", dependencies=_NO_QUERY, status_code=202)
+    @router.post(
+        "/jobs/send/{device}",
+        dependencies=_NO_QUERY,
+        status_code=202,
+        responses={202: {"model": JobModel}},
+    )
     async def send_job(device: str, form: Annotated[SendForm, _MULTIPART]) -> JSONResponse:
         """Send uploaded files in the background; poll ``GET /jobs/{id}``."""
         current = source.get()
@@ -534,7 +523,7 @@ def _add_upload_routes(router: APIRouter, source: _SettingsSource, jobs: Jobs) -
             raise
         return JSONResponse(job.document(), status_code=202)
 
-    @router.get("/jobs/{job_id}", dependencies=_BARE)
+    @router.get("/jobs/{job_id}", dependencies=_BARE, responses={200: {"model": JobModel}})
     async def job_status(job_id: str) -> dict[str, Any]:
         """A job's state (queued, running, done, failed) and, when done, its result."""
         job = jobs.get(job_id)

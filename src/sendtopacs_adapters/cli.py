@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Never, NoReturn
 
@@ -417,18 +417,7 @@ def _cmd_convert(context: Context) -> int:
             )
     ok = all(report.ok for report in reports) and not unmatched
     if args.json:
-        documents = [
-            _report_document(report, paths)
-            for report, (_, paths) in zip(reports, batches, strict=True)
-        ]
-        document = documents[0] if len(documents) == 1 and not unmatched else _merged(documents)
-        document["ok"] = ok
-        document["inputs"] += [
-            {"source": str(path), "ok": False, "outputs": [], "error": why,
-             "error_type": "WorklistMatchError"}
-            for path, why in unmatched.items()
-        ]  # fmt: skip
-        context.emit_json(document)
+        context.emit_json(_convert_document(reports, unmatched))
     else:
         for report, (_, paths) in zip(reports, batches, strict=True):
             _print_report(context, report, paths)
@@ -437,15 +426,30 @@ def _cmd_convert(context: Context) -> int:
     return EXIT_OK if ok else EXIT_PARTIAL
 
 
-def _merged(documents: list[dict[str, Any]]) -> dict[str, Any]:
-    """One convert document for several studies (files matched to worklist items)."""
+def _convert_document(
+    reports: Sequence[ConversionReport], unmatched: Mapping[Path, str]
+) -> dict[str, Any]:
+    """The ``--json`` document: :meth:`ConversionReport.to_dict`, for several reports (files
+    matched to several worklist items) merged into one of the same schema (the study UID is
+    then each file's; the top-level one only when all share it), with the files that matched
+    no worklist item as failures."""
+    documents = [report.to_dict() for report in reports]
+    if len(documents) == 1 and not unmatched:
+        return documents[0]
+    studies = {document["study_instance_uid"] for document in documents}
+    failures = [failure for document in documents for failure in document["failures"]]
+    failures += [
+        {"source": str(path), "error": why, "error_type": "WorklistMatchError"}
+        for path, why in unmatched.items()
+    ]
+    files = [item for document in documents for item in document["files"]]
     return {
-        "ok": all(document["ok"] for document in documents),
-        "study_instance_uid": None,
-        "study_instance_uids": [document["study_instance_uid"] for document in documents],
-        "converted": sum(document["converted"] for document in documents),
-        "failed": sum(document["failed"] for document in documents),
-        "inputs": [entry for document in documents for entry in document["inputs"]],
+        "ok": not failures,
+        "study_instance_uid": studies.pop() if len(studies) == 1 else None,
+        "converted": len(files),
+        "failed": len(failures),
+        "files": files,
+        "failures": failures,
     }
 
 
@@ -477,45 +481,6 @@ class _ProgressBars:
         if fraction >= 1:
             bar.close()
             del self._bars[source]
-
-
-def _report_document(report: ConversionReport, sources: Sequence[Path]) -> dict[str, Any]:
-    inputs: list[dict[str, Any]] = []
-    for source in sources:
-        outputs = [
-            {
-                "path": str(item.path),
-                "page": item.page + 1,
-                "sop_class_uid": item.sop_class_uid,
-                "sop_class": item.sop_class_name,
-                "sop_instance_uid": item.sop_instance_uid,
-                "series_instance_uid": item.series_instance_uid,
-                "transfer_syntax_uid": item.transfer_syntax_uid,
-                "transfer_syntax": item.transfer_syntax_name,
-                "action": str(item.action),
-                "reason": item.reason,
-                "warnings": list(item.warnings),
-            }
-            for item in report.files
-            if item.source == source
-        ]
-        errors = [f for f in report.failures if f.source == source]
-        inputs.append(
-            {
-                "source": str(source),
-                "ok": not errors,
-                "outputs": outputs,
-                "error": str(errors[0].error) if errors else None,
-                "error_type": type(errors[0].error).__name__ if errors else None,
-            }
-        )
-    return {
-        "ok": report.ok,
-        "study_instance_uid": report.study_instance_uid,
-        "converted": len(report.files),
-        "failed": len(report.failures),
-        "inputs": inputs,
-    }
 
 
 def _print_report(context: Context, report: ConversionReport, sources: Sequence[Path]) -> None:

@@ -51,8 +51,9 @@ from sendtopacs_core.model import (
 )
 from sendtopacs_core.monitor import MonitorRule, WatchMode
 from sendtopacs_core.net._association import log_dicom_identifiers
-from sendtopacs_core.net._outcome import FileOutcome, SendReport
+from sendtopacs_core.net._outcome import CommitmentState, FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.commitment import CommitmentResult
 from sendtopacs_core.net.matching import match_file_names
 from sendtopacs_core.net.querier import (
     Querier,
@@ -82,6 +83,8 @@ __all__ = [
     "AssociationFailedError",
     "AssociationRejectedError",
     "Code",
+    "CommitmentResult",
+    "CommitmentState",
     "ConfigError",
     "ContextNotAcceptedError",
     "ConversionAction",

@@ -1,11 +1,16 @@
-"""What a conversion reports: per-file results, failures and the batch report."""
+"""What a conversion reports: per-file results, failures and the batch report.
+
+Each turns into JSON-ready data with ``to_dict()``: the one schema of ``sendtopacs --json
+convert`` and of the HTTP API's convert (docs/guides/convert.md, "The JSON report").
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import attrs
 from pydicom.uid import UID
@@ -30,6 +35,10 @@ class ConversionAction(StrEnum):
     """The video stream was stored unchanged in another container (MP4), or without audio."""
     TRANSCODED = "transcoded"
     """The video was decoded and encoded anew to meet a video transfer syntax."""
+
+
+def _same(text: str) -> str:
+    return text
 
 
 def _uid_name(uid: str) -> str:
@@ -67,6 +76,30 @@ class ConvertedFile:
         """The transfer syntax's name (``JPEG Baseline (Process 1)``)."""
         return _uid_name(self.transfer_syntax_uid)
 
+    def to_dict(
+        self, *, path: Callable[[Path], str] = str, text: Callable[[str], str] = _same
+    ) -> dict[str, Any]:
+        """The file as JSON-ready data (``page`` counts from 1; names beside the UIDs).
+
+        ``path`` turns the source's and the output's paths into the text shown, ``text`` is
+        applied to the reason and the warnings (the HTTP API shows upload names only).
+        """
+        return {
+            "source": path(self.source),
+            "path": path(self.path),
+            "page": self.page + 1,
+            "sop_class_uid": self.sop_class_uid,
+            "sop_class": self.sop_class_name,
+            "sop_instance_uid": self.sop_instance_uid,
+            "study_instance_uid": self.study_instance_uid,
+            "series_instance_uid": self.series_instance_uid,
+            "transfer_syntax_uid": self.transfer_syntax_uid,
+            "transfer_syntax": self.transfer_syntax_name,
+            "action": str(self.action),
+            "reason": text(self.reason),
+            "warnings": [text(warning) for warning in self.warnings],
+        }
+
 
 @attrs.frozen(kw_only=True)
 class ConversionFailure:
@@ -78,6 +111,16 @@ class ConversionFailure:
 
     source: Path
     error: ConversionError | WorklistMatchError
+
+    def to_dict(
+        self, *, path: Callable[[Path], str] = str, text: Callable[[str], str] = _same
+    ) -> dict[str, Any]:
+        """The failure as JSON-ready data: the input, the error in words and its kind."""
+        return {
+            "source": path(self.source),
+            "error": text(str(self.error)),
+            "error_type": type(self.error).__name__,
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -108,6 +151,22 @@ class ConversionReport:
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def to_dict(
+        self, *, path: Callable[[Path], str] = str, text: Callable[[str], str] = _same
+    ) -> dict[str, Any]:
+        """The report as JSON-ready data (the schema of docs/guides/convert.md).
+
+        ``path`` and ``text`` are applied as by :meth:`ConvertedFile.to_dict`.
+        """
+        return {
+            "ok": self.ok,
+            "study_instance_uid": self.study_instance_uid,
+            "converted": len(self.files),
+            "failed": len(self.failures),
+            "files": [item.to_dict(path=path, text=text) for item in self.files],
+            "failures": [failure.to_dict(path=path, text=text) for failure in self.failures],
+        }
 
     def raise_for_failures(self) -> None:
         """Raise the first failure's error, if any input failed."""

@@ -13,7 +13,9 @@ same policy:
    most the file in flight is sent again).
 3. A success is disposed of (removed, moved to the success folder, or left) only after it is
    recorded as sent, and, when the device asks for storage commitment, only after the PACS's
-   commitment report says it keeps the file (a failed or missing report keeps it). A
+   commitment report says it keeps the file (the :class:`~sendtopacs_core.net.sender.Sender`
+   asks; a failed report moves the file to the failed folder with the Failure Reason, a
+   missing one keeps it and asks again after the retry timeout). A
    failure that may pass (no connection, A7xx, no answer) is retried after the retry
    timeout, up to the retry count; then, or at once for a permanent failure, the file moves to
    ``<failed>/YYYY-MM-DD/<relative path>`` with ``<name>_reason.txt`` beside it.
@@ -28,7 +30,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Final
@@ -39,11 +41,10 @@ from sendtopacs_core.identity import by_assigned_day
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
 from sendtopacs_core.model import Device
 from sendtopacs_core.monitor import MonitorRule
-from sendtopacs_core.net._outcome import FileOutcome
+from sendtopacs_core.net._outcome import CommitmentState, FileOutcome
 from sendtopacs_core.net._status import SendState
-from sendtopacs_core.net.commitment import failure_reason_meaning, request_commitment
 from sendtopacs_core.net.querier import Querier
-from sendtopacs_core.net.sender import Sender
+from sendtopacs_core.net.sender import Sender, commitment_of
 from sendtopacs_core.settings import Settings
 
 __all__ = ["ForwardEvent", "Forwarder"]
@@ -63,7 +64,8 @@ class ForwardEvent:
     path: str
     """Relative to the monitor's folder."""
     kind: str
-    """``taken``, ``sent``, ``retry``, ``failed``, ``held``, ``vanished``, ``problem``."""
+    """``taken``, ``sent``, ``committed``, ``retry``, ``failed``, ``held``, ``vanished``,
+    ``problem``."""
     message: str
     time: float
 
@@ -113,7 +115,6 @@ class Forwarder:
             lambda device, s: Sender(device, settings=s, querier=self._querier)
         )
         self._candidates: dict[str, _Candidate] = {}
-        self._awaiting: dict[str, tuple[str, str]] = {}  # sent, waiting for commitment
         self._next_commit = 0.0
         self._problems: dict[str, str] = {}  # cause -> message logged once
         dicom = settings.dicom
@@ -313,7 +314,12 @@ class Forwarder:
                 self._retry_or_fail(
                     entry, "no outcome was reported", permanent=False, events=events
                 )
-        events += self._commit()
+        verdicts = [
+            (batch[outcome.source].path, outcome.commitment, outcome.commitment_message or "")
+            for outcome in report
+            if outcome.ok and outcome.source in batch and outcome.commitment is not None
+        ]
+        events += self._apply_commitment(verdicts)
         return events
 
     def _record(self, entry: JournalEntry, outcome: FileOutcome) -> list[ForwardEvent]:
@@ -328,10 +334,9 @@ class Forwarder:
                 self.monitor.name, entry.path, uids=uids, now=self._clock()
             )
             events.append(self._event(entry.path, "sent", outcome.message))
-            if self._commitment_device() is not None and outcome.sop_instance_uid:
-                self._awaiting[sent.path] = (outcome.sop_class_uid or "", outcome.sop_instance_uid)
-            else:
+            if outcome.commitment is None:
                 events += self._dispose(sent)
+            # else: disposed of once the Sender's commitment verdict is in (_apply_commitment)
         else:
             permanent = outcome.state is SendState.FAILED
             self._retry_or_fail(entry, outcome.message, permanent=permanent, events=events)
@@ -360,16 +365,14 @@ class Forwarder:
         """Recorded successes not yet disposed of (after a crash, or an uncommitted report)."""
         events: list[ForwardEvent] = []
         sent = self.journal.entries(self.monitor.name, [FileState.SENT])
-        if self._commitment_device() is None:
+        device = self._commitment_device()
+        if device is None:
             for entry in sent:
                 events += self._dispose(entry)
             return events
         if not sent or self._clock() < self._next_commit:
             return events
-        for entry in sent:
-            if entry.path not in self._awaiting and entry.uids:
-                self._awaiting[entry.path] = (self._sop_class_of(entry), entry.uids[0])
-        return self._commit()
+        return self._commit_again(device, sent)
 
     # -- storage commitment ---------------------------------------------------------------------
 
@@ -389,59 +392,49 @@ class Forwarder:
         except (OSError, ValueError):
             return _SECONDARY_CAPTURE  # a converted file: what the default rule makes
 
-    def _commit(self) -> list[ForwardEvent]:
-        """Ask the PACS to commit the files sent; dispose of those it keeps (PS3.4 J).
+    def _commit_again(self, device: Device, sent: list[JournalEntry]) -> list[ForwardEvent]:
+        """Ask the PACS again about files recorded as sent but not committed (a missing
+        report, or a restart between the C-STORE and the report)."""
+        asked = [entry for entry in sent if entry.uids]
+        if not asked:
+            return []
+        sender = self._make_sender(device, self._send_settings)
+        result = sender.commit([(self._sop_class_of(entry), entry.uids[0]) for entry in asked])
+        verdicts = []
+        for entry in asked:
+            state, _reason, message = commitment_of(entry.uids[0], result)
+            verdicts.append((entry.path, state, message))
+        return self._apply_commitment(verdicts)
 
-        A file the report says failed moves to the failed folder; a file the report does not
-        name (or no report in time) stays, and is asked about again after the retry timeout.
+    def _apply_commitment(
+        self, verdicts: Sequence[tuple[str, CommitmentState, str]]
+    ) -> list[ForwardEvent]:
+        """Dispose of the files the PACS commits to keeping (PS3.4 J).
+
+        A file the report says failed moves to the failed folder with the Failure Reason; a
+        file without a verdict (no report in time, or the report does not name it) stays,
+        and is asked about again after the retry timeout.
         """
-        device = self._commitment_device()
-        if device is None or not self._awaiting:
-            return []
-        port = self.settings.main.listen_port
-        if port is None:
-            self._problem(
-                "commitment",
-                "storage commitment needs main.listen_port (where the PACS sends its report); "
-                "sent files are kept",
-            )
-            self._awaiting.clear()
-            return []
-        awaiting, self._awaiting = self._awaiting, {}
-        local = device.host in ("127.0.0.1", "localhost", "::1")
-        result = request_commitment(
-            device,
-            self.settings.main.ae_title,
-            list(awaiting.values()),
-            listen_address=("127.0.0.1" if local else "0.0.0.0", port),  # noqa: S104
-            timeout_s=device.commitment_timeout_s,
-        )
         events: list[ForwardEvent] = []
-        kept = 0
-        for path, (_sop_class, uid) in awaiting.items():
+        kept: list[str] = []
+        for path, state, message in verdicts:
             entry = self.journal.get(self.monitor.name, path)
             if entry is None or entry.state is not FileState.SENT:
                 continue
-            if uid in result.committed:
+            if state is CommitmentState.COMMITTED:
                 events.append(self._event(path, "committed", "the PACS keeps it"))
                 events += self._dispose(entry)
-            elif uid in result.failed:
-                code = result.failed[uid]
-                events += self._fail(
-                    entry,
-                    f"C-STORE answered success, but storage commitment failed: 0x{code:04X} "
-                    f"{failure_reason_meaning(code)}",
-                )
+            elif state is CommitmentState.FAILED:
+                events += self._fail(entry, message)
             else:
-                kept += 1
+                kept.append(message)
         if kept:
             self._next_commit = self._clock() + self.monitor.retry_timeout_s
             self._problem(
                 "commitment",
-                f"no storage commitment for {kept} sent file(s), which are kept: "
-                f"{result.error or 'the report did not name them'}",
+                f"no storage commitment for {len(kept)} sent file(s), which are kept: {kept[0]}",
             )
-        else:
+        elif verdicts:
             self._solved("commitment")
         return events
 

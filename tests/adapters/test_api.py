@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import sendtopacs_core as stp
 from sendtopacs_adapters import api
+from sendtopacs_adapters._api_models import ConversionReportModel, SendReportModel
 from sendtopacs_adapters._api_uploads import safe_upload_name
 from sendtopacs_adapters.cli import main
 from sendtopacs_core.testing import StorageSCP, WorklistSCP, make_worklist_item
@@ -609,6 +610,12 @@ def test_convert_returns_dicom(settings_: stp.Settings, samples: list[Path]) -> 
     document = response.json()
     assert document["ok"] is True
     assert [entry["source"] for entry in document["files"]] == [photo.name, pdf.name]
+    ConversionReportModel.model_validate(document)  # what /openapi.json says it returns
+    # The written file by its name only: no server-side folder.
+    assert [entry["path"] for entry in document["files"]] == [
+        f"{photo.stem}.dcm",
+        f"{pdf.stem}.dcm",
+    ]
     classes = []
     for entry in document["files"]:
         dataset = pydicom.dcmread(io.BytesIO(base64.b64decode(entry["data"])))
@@ -633,6 +640,8 @@ def test_send_reports_each_file(
     assert document["sent"] == 3
     assert [entry["status"] for entry in document["files"]] == [0, 0, 0]
     assert {entry["source"] for entry in document["files"]} == {path.name for path in samples}
+    SendReportModel.model_validate(document)
+    assert [entry["commitment"] for entry in document["files"]] == [None, None, None]
     assert len(pacs.received) == 3
     assert leftovers(settings_) == []
 

@@ -10,9 +10,11 @@ unhandled error, fails a case. The app is wrapped so that the peer address is
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any, Final
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, settings
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -110,4 +112,33 @@ def test_no_server_error(case: Any) -> None:
         base_url=BASE_URL,
         headers=AUTH,
         checks=[schemathesis.checks.not_a_server_error],
+    )
+
+
+def test_reports_are_described_by_their_models() -> None:
+    """The send, convert and job answers name their models (the core's to_dict() schema)."""
+
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=APP)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            return await http.get("/openapi.json", headers=AUTH)
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 200, response.text
+    openapi = response.json()
+    paths = openapi["paths"]
+
+    def model(path: str, method: str, status: str) -> str:
+        content = paths[path][method]["responses"][status]["content"]["application/json"]
+        return str(content["schema"]["$ref"]).rsplit("/", 1)[-1]
+
+    prefix = api.API_PREFIX
+    assert model(f"{prefix}/send/{{device}}", "post", "200") == "SendReportModel"
+    assert model(f"{prefix}/send/{{device}}", "post", "502") == "SendReportModel"
+    assert model(f"{prefix}/convert", "post", "200") == "ConversionReportModel"
+    assert model(f"{prefix}/jobs/send/{{device}}", "post", "202") == "JobModel"
+    assert model(f"{prefix}/jobs/{{job_id}}", "get", "200") == "JobModel"
+    outcome = openapi["components"]["schemas"]["FileOutcomeModel"]
+    assert {"commitment", "commitment_failure_reason_hex", "status_hex"} <= set(
+        outcome["properties"]
     )

@@ -65,20 +65,20 @@ def test_convert_json_reports_each_input(
     assert status == 1
     document = json.loads(captured.out)
     assert document["ok"] is False
-    assert [i["source"] for i in document["inputs"]] == [
-        str(inputs["photo"]),
-        str(inputs["report"]),
-        str(inputs["broken"]),
-    ]
-    photo, report, broken = document["inputs"]
-    (output,) = photo["outputs"]
+    # The one schema of ConversionReport.to_dict(): the files written, then the failures.
+    assert (document["converted"], document["failed"]) == (2, 1)
+    assert [f["source"] for f in document["files"]] == [str(inputs["photo"]), str(inputs["report"])]
+    output, report = document["files"]
     assert output["action"] == "passed-through"
+    assert output["page"] == 1
     assert output["transfer_syntax_uid"] == "1.2.840.10008.1.2.4.50"
     assert output["sop_class"] == "Secondary Capture Image Storage"
-    assert report["outputs"][0]["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.104.1"
-    assert broken["ok"] is False
+    assert output["study_instance_uid"] == document["study_instance_uid"]
+    assert report["sop_class_uid"] == "1.2.840.10008.5.1.4.1.1.104.1"
+    (broken,) = document["failures"]
+    assert broken["source"] == str(inputs["broken"])
     assert "broken.png" in broken["error"]
-    assert broken["outputs"] == []
+    assert broken["error_type"] in {"CorruptMediaError", "UnsupportedMediaError"}
     ds = pydicom.dcmread(output["path"])
     assert str(ds.PatientName) == "Müller^Anna"
     assert ds.PatientSex == "F"
@@ -170,7 +170,7 @@ def test_image_transfer_syntax_option(
         ]
     )
     assert status == 0
-    output = json.loads(capsys.readouterr().out)["inputs"][0]["outputs"][0]
+    output = json.loads(capsys.readouterr().out)["files"][0]
     assert output["action"] == "encoded"
     assert output["transfer_syntax_uid"] == "1.2.840.10008.1.2.4.50"
 
@@ -239,11 +239,12 @@ def test_demo_converts_sample_files(
     assert document["ok"] is True
     assert document["verified"] is True
     assert [item["patient_id"] for item in document["worklist"]] == ["DEMO-0001"]
-    assert len(document["converted"]) == 3
+    assert len(document["convert"]["files"]) == 3
     assert document["send"]["sent"] == 3
     assert [f["status"] for f in document["send"]["files"]] == [0, 0, 0]
     received = sorted((keep / "pacs").iterdir())
-    assert {p.stem for p in received} == {c["sop_instance_uid"] for c in document["converted"]}
+    converted = document["convert"]["files"]
+    assert {p.stem for p in received} == {c["sop_instance_uid"] for c in converted}
     written = sorted((keep / "dicom").iterdir())
     assert [p.name for p in written] == [
         "sample-photo.dcm",

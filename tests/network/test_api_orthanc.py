@@ -140,7 +140,7 @@ def test_converted_dicom_is_accepted_by_orthanc(
     converted.mkdir()
     paths = []
     for entry in document["files"]:
-        path = converted / entry["name"]
+        path = converted / entry["path"]
         path.write_bytes(base64.b64decode(entry["data"]))
         paths.append(path)
     assert orthanc.count() == 0

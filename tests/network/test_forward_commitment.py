@@ -3,7 +3,9 @@
 Orthanc with a Lua filter that drops PatientID ``REJECTME`` answers C-STORE Success for every
 file; its storage commitment report names the dropped ones as failed (0x0112). The Forwarder
 removes the committed files, moves the others to the failed folder with the reason, and keeps
-every file when no report comes.
+every file when no report comes. The commitment is the Sender's (one request per batch); the
+Forwarder asks again, through ``Sender.commit``, about files left sent (a missing report, or a
+restart), here against the in-process storage commitment SCP.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 from pathlib import Path
 
 import attrs
+import pydicom
 import pytest
 
 from sendtopacs_core import (
@@ -21,10 +24,12 @@ from sendtopacs_core import (
     Journal,
     MainSettings,
     MonitorRule,
+    Sender,
     Settings,
     Timeouts,
 )
-from tests._netpeers import OrthancFactory, free_port
+from sendtopacs_core.testing.plugin import StorageSCPFactory
+from tests._netpeers import OrthancFactory, device_to, free_port
 from tests.network.test_commitment import OUR_AE, REJECT_LUA, _files
 
 FAST = Timeouts(connect_s=3, acse_s=3, dimse_s=5, network_s=10)
@@ -131,3 +136,83 @@ def test_without_a_listen_port_files_are_kept(
         forwarder.step()
     assert all(path.exists() for path in paths)
     assert any("needs main.listen_port" in r.getMessage() for r in caplog.records)
+
+
+# -- the Forwarder takes the Sender's verdicts (in-process storage commitment SCP) ---------------
+
+
+def _scp_forwarder(
+    tmp_path: Path, scp_port: int, journal: Journal, clock: _Clock, timeout_s: float = 10
+) -> Forwarder:
+    forwarder = _forwarder(tmp_path, scp_port, free_port(), timeout_s=timeout_s)
+    device = attrs.evolve(forwarder.settings.devices[0], ae_title="TESTPACS")
+    settings = attrs.evolve(forwarder.settings, devices=(device,))
+    return Forwarder(settings, forwarder.monitor, journal, clock=clock)
+
+
+def test_a_failed_commitment_moves_the_file_with_the_reason(
+    storage_scp_factory: StorageSCPFactory, tmp_path: Path
+) -> None:
+    paths = _files(tmp_path / "in", 2)
+    lost = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID)
+    scp = storage_scp_factory(
+        storage_commitment=True, commitment_failure_for=lambda uid: 0x0110 if uid == lost else None
+    )
+    forwarder = _scp_forwarder(tmp_path, scp.port, Journal.in_memory(), _Clock())
+    forwarder.scan()
+    kinds = sorted(event.kind for event in forwarder.step())
+    assert kinds == ["committed", "failed", "sent", "sent", "taken", "taken"]
+    assert not any(path.exists() for path in paths)
+    (reason,) = (tmp_path / "failed").rglob("*_reason.txt")
+    assert "storage commitment failed: 0x0110 Processing failure" in reason.read_text("utf-8")
+    assert reason.name == f"{paths[0].name}_reason.txt"
+    assert len(scp.commitment_requests) == 1  # one request for the batch, by the Sender
+
+
+def test_a_missing_report_is_asked_again_after_the_retry_timeout(
+    storage_scp_factory: StorageSCPFactory, tmp_path: Path
+) -> None:
+    paths = _files(tmp_path / "in", 2)
+    silent = storage_scp_factory(storage_commitment=True, commitment_silent=True)
+    clock = _Clock()
+    journal = Journal.in_memory()
+    forwarder = _scp_forwarder(tmp_path, silent.port, journal, clock, timeout_s=1)
+    forwarder.scan()
+    forwarder.step()
+    assert all(path.exists() for path in paths)
+    assert journal.counts()[FileState.SENT] == 2
+    assert len(silent.commitment_requests) == 1
+    forwarder.step()  # before the retry timeout: not asked again
+    assert len(silent.commitment_requests) == 1
+    clock.now += 31
+    forwarder.step()  # asked again (about the journal's instances, nothing sent again)
+    assert len(silent.commitment_requests) == 2
+    assert silent.commitment_requests[1] == silent.commitment_requests[0]
+    assert len(silent.received) == 2
+
+
+def test_after_a_restart_sent_files_are_asked_about_not_sent_again(
+    storage_scp_factory: StorageSCPFactory, tmp_path: Path
+) -> None:
+    """A journal left with SENT files (no report before the stop): a new Forwarder asks the
+    PACS about them through ``Sender.commit`` and removes them once committed."""
+    paths = _files(tmp_path / "in", 2)
+    uids = frozenset(str(pydicom.dcmread(path).SOPInstanceUID) for path in paths)
+    silent = storage_scp_factory(storage_commitment=True, commitment_silent=True)
+    reporting = storage_scp_factory(storage_commitment=True)
+    assert Sender(device_to("TESTPACS", reporting.port), calling_ae_title=OUR_AE).send(paths).ok
+    journal_file = tmp_path / "journal.sqlite"
+    clock = _Clock()
+    with Journal(journal_file) as journal:
+        forwarder = _scp_forwarder(tmp_path, silent.port, journal, clock, timeout_s=1)
+        forwarder.scan()
+        forwarder.step()
+        assert journal.counts()[FileState.SENT] == 2
+    with Journal(journal_file) as journal:
+        forwarder = _scp_forwarder(tmp_path, reporting.port, journal, clock)
+        events = forwarder.step()
+        assert sorted(event.kind for event in events) == ["committed", "committed"]
+        assert journal.counts()[FileState.DONE] == 2
+    assert not any(path.exists() for path in paths)
+    assert len(reporting.received) == 2  # only the first send: nothing sent again
+    assert reporting.commitment_requests == [uids]

@@ -44,6 +44,7 @@ __all__ = [
     "FAILURE_REASONS",
     "CommitmentResult",
     "failure_reason_meaning",
+    "not_requested",
     "request_commitment",
 ]
 
@@ -136,6 +137,18 @@ class CommitmentResult:
     def is_complete(self) -> bool:
         """Whether every instance asked for was committed."""
         return self.error is None and not self.failed and not self.missing
+
+
+def not_requested(references: Sequence[tuple[str, str]], error: str) -> CommitmentResult:
+    """The result of a request that could not be made (e.g. no port to listen on): every
+    instance of ``references`` is missing, ``error`` says why, the transaction UID is empty."""
+    return CommitmentResult(
+        transaction_uid="",
+        committed=frozenset(),
+        failed={},
+        missing=frozenset(uid for _sop_class, uid in references),
+        error=error,
+    )
 
 
 class _Report:

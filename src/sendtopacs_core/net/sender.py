@@ -7,6 +7,12 @@ their header, or when the PACS accepts only uncompressed data; other files are c
 :class:`FileOutcome`: the status the PACS answered, in hex and in words, or why nothing was
 sent. Nothing counts as sent without a success status.
 
+With the device's ``storage_commitment`` on, the files stored are then named in one Storage
+Commitment request (PS3.4 J, :mod:`sendtopacs_core.net.commitment`); the PACS's report comes
+to ``main.listen_port`` (or on the request's association) within the device's
+``commitment_timeout_s``, and each outcome says whether the file is committed, failed (with the
+Failure Reason) or got no report. A file counts as delivered only when committed.
+
 Examples
 --------
 >>> from sendtopacs_core import Device, Sender
@@ -27,10 +33,11 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from sendtopacs_core._vr import check_ui
 from sendtopacs_core.errors import (
     ConfigError,
     ConversionError,
@@ -46,9 +53,20 @@ from sendtopacs_core.net._files import (
     first_line,
     read_dicom_file,
 )
-from sendtopacs_core.net._outcome import FileOutcome, SendProgress, SendReport
+from sendtopacs_core.net._outcome import (
+    CommitmentState,
+    FileOutcome,
+    SendProgress,
+    SendReport,
+)
 from sendtopacs_core.net._plan import Delivery, plan_associations, send_group
 from sendtopacs_core.net._status import SendState
+from sendtopacs_core.net.commitment import (
+    CommitmentResult,
+    failure_reason_meaning,
+    not_requested,
+    request_commitment,
+)
 from sendtopacs_core.net.matching import (
     WorklistMatchError,
     dicom_query,
@@ -61,9 +79,26 @@ from sendtopacs_core.settings import Settings
 if TYPE_CHECKING:
     from sendtopacs_core.convert import ConvertedFile
 
-__all__ = ["FileOutcome", "SendProgress", "SendReport", "SendState", "Sender"]
+__all__ = [
+    "CommitmentState",
+    "FileOutcome",
+    "SendProgress",
+    "SendReport",
+    "SendState",
+    "Sender",
+]
 
 _LOGGER = logging.getLogger(__name__)
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+#: One storage commitment wait at a time per listen port in this process (API jobs, several
+#: monitors): a second listener on the port could not bind, and its report would be lost.
+_PORT_LOCKS: dict[int, threading.Lock] = {}
+_PORT_LOCKS_GUARD: Final = threading.Lock()
+
+
+def _port_lock(port: int) -> threading.Lock:
+    with _PORT_LOCKS_GUARD:
+        return _PORT_LOCKS.setdefault(port, threading.Lock())
 
 
 class Sender:
@@ -151,8 +186,11 @@ class Sender:
         gives back what the first attempt assigned: each converted file's outcome has it in
         ``assigned``).
         Nothing raises for a single file: a bad file, a refused object or an unreachable
-        device are outcomes. The temporary copies are removed at the end unless the
-        settings keep them (``main.clean_temp_on_exit`` false).
+        device are outcomes. With the device's ``storage_commitment`` on, the files stored
+        are then asked about (:meth:`commit`) and each outcome's ``commitment`` says what the
+        PACS answered (``progress`` sees them before, as ``pending``). The temporary copies
+        are removed at the end unless the settings keep them (``main.clean_temp_on_exit``
+        false).
         """
         main = self.settings.main
         temp = Path(tempfile.mkdtemp(prefix="sendtopacs-send-", dir=main.temp_dir))
@@ -164,6 +202,8 @@ class Sender:
         def record(key: tuple[int, int], outcome: FileOutcome) -> None:
             if outcome.converted and key in assign.made:
                 outcome = attrs.evolve(outcome, assigned=assign.made[key])
+            if self.device.storage_commitment and outcome.ok:
+                outcome = attrs.evolve(outcome, commitment=CommitmentState.PENDING)
             with lock:
                 outcomes[key] = outcome
             # INFO, failures too: they are in the report, which the caller shows or acts on.
@@ -179,12 +219,83 @@ class Sender:
         finally:
             if not keep:
                 shutil.rmtree(temp, ignore_errors=True)
+        ordered = tuple(outcomes[key] for key in sorted(outcomes))
+        if self.device.storage_commitment:
+            ordered = self._with_commitment(ordered)
         return SendReport(
             device=self.device.name,
-            outcomes=tuple(outcomes[key] for key in sorted(outcomes)),
+            outcomes=ordered,
             unreachable=unreachable,
             kept_temp_dir=temp if keep else None,
         )
+
+    # -- storage commitment ---------------------------------------------------------------------
+
+    def commit(self, references: Sequence[tuple[str, str]]) -> CommitmentResult:
+        """Ask the device to commit to keeping instances it stored (PS3.4 J); wait for its report.
+
+        The report is awaited on ``main.listen_port`` (on loopback when the device is local,
+        else on every interface) and on the request's association, for the device's
+        ``commitment_timeout_s``; requests of this process that share the port take turns.
+        Nothing raises: without ``main.listen_port``, with an
+        invalid UID, an unreachable device or no report in time, the instances are
+        ``missing`` and ``error`` says why in words.
+
+        Parameters
+        ----------
+        references
+            ``(SOP Class UID, SOP Instance UID)`` of each instance.
+        """
+        usable: list[tuple[str, str]] = []
+        invalid: list[tuple[str, str]] = []
+        for reference in references:
+            try:
+                check_ui(reference[0], "SOP Class UID")
+                check_ui(reference[1], "SOP Instance UID")
+            except ValueError:
+                invalid.append(reference)
+            else:
+                usable.append(reference)
+        if invalid:
+            _LOGGER.warning("%d instance(s) with an invalid UID: no commitment asked", len(invalid))
+        if not usable:
+            return not_requested(references, "no valid SOP Instance UID to ask about")
+        port = self.settings.main.listen_port
+        if port is None:
+            return not_requested(
+                references,
+                "storage commitment needs main.listen_port (where the PACS sends its report)",
+            )
+        host = "127.0.0.1" if self.device.host in _LOOPBACK else "0.0.0.0"  # noqa: S104
+        with _port_lock(port):
+            result = request_commitment(
+                self.device,
+                self.calling_ae_title,
+                usable,
+                listen_address=(host, port),
+                timeout_s=self.device.commitment_timeout_s,
+            )
+        if invalid:
+            result = attrs.evolve(result, missing=result.missing | {uid for _cls, uid in invalid})
+        return result
+
+    def _with_commitment(self, outcomes: tuple[FileOutcome, ...]) -> tuple[FileOutcome, ...]:
+        """Ask about the files stored; each of their outcomes gets what the PACS said."""
+        references = {
+            outcome.sop_instance_uid: outcome.sop_class_uid or ""
+            for outcome in outcomes
+            if outcome.ok and outcome.sop_instance_uid
+        }
+        if not references:
+            return outcomes
+        result = self.commit([(cls, uid) for uid, cls in references.items()])
+        _LOGGER.info(
+            "storage commitment: %d committed, %d failed, %d without a report",
+            len(result.committed),
+            len(result.failed),
+            len(result.missing),
+        )
+        return tuple(_committed(outcome, result) for outcome in outcomes)
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -395,6 +506,41 @@ def _assigned(converted: ConvertedFile) -> Assignment | None:
     if converted.day is None or converted.instance_number is None:
         return None
     return Assignment(day=converted.day, instance_number=converted.instance_number - converted.page)
+
+
+def commitment_of(
+    uid: str | None, result: CommitmentResult
+) -> tuple[CommitmentState, int | None, str]:
+    """What ``result`` says of instance ``uid``: its state, Failure Reason and words."""
+    failed: Mapping[str, int] = result.failed
+    if uid is not None and uid in result.committed:
+        return CommitmentState.COMMITTED, None, "committed: the PACS commits to keeping it"
+    if uid is not None and uid in failed:
+        code = failed[uid]
+        return (
+            CommitmentState.FAILED,
+            code,
+            f"C-STORE answered success, but storage commitment failed: 0x{code:04X} "
+            f"{failure_reason_meaning(code)}",
+        )
+    return (
+        CommitmentState.NO_REPORT,
+        None,
+        result.error or "the storage commitment report did not name it",
+    )
+
+
+def _committed(outcome: FileOutcome, result: CommitmentResult) -> FileOutcome:
+    """``outcome`` with what the commitment report says of its instance."""
+    if not outcome.ok:
+        return outcome
+    state, reason, message = commitment_of(outcome.sop_instance_uid, result)
+    return attrs.evolve(
+        outcome,
+        commitment=state,
+        commitment_failure_reason=reason,
+        commitment_message=message,
+    )
 
 
 def _failed(path: Path, message: str) -> FileOutcome:

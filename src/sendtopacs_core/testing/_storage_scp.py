@@ -3,8 +3,9 @@
 `StorageSCP` accepts associations on a free local port, answers C-ECHO and C-STORE, records
 every instance it receives (`ReceivedInstance`) and can misbehave on demand: scripted statuses,
 delays, a peer that never answers, aborts, rejected associations, restricted transfer syntaxes
-and TLS. It never touches pynetdicom's global configuration and does not import pytest, so the
-``sendtopacs demo`` command can use it as a local PACS.
+and TLS; with ``storage_commitment`` it is also a Storage Commitment SCP that reports on the
+request's association. It never touches pynetdicom's global configuration and does not
+import pytest, so the ``sendtopacs demo`` command can use it as a local PACS.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ from pynetdicom import (
 )
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
+from sendtopacs_core.testing._commitment import CommitmentService
 from sendtopacs_core.testing._listener import ListeningSCP
 
 __all__ = ["ReceivedInstance", "Rejection", "StorageSCP"]
@@ -259,6 +262,15 @@ class StorageSCP(ListeningSCP):
         Storage SOP classes accepted; ``None`` for all of pynetdicom's storage classes.
     tls : ssl.SSLContext or None
         A server-side TLS context.
+    storage_commitment : bool
+        Also answer Storage Commitment requests (PS3.4 J): the report comes on the request's
+        association; the instances stored are committed, the others fail with 0x0112 (No
+        such object instance).
+    commitment_failure_for : Callable[[str], int or None] or None
+        A Failure Reason for a stored SOP Instance UID that is not to be committed (a PACS
+        that lost it), or ``None`` to commit it.
+    commitment_silent : bool
+        Accept storage commitment requests but never send the report.
 
     Raises
     ------
@@ -287,6 +299,9 @@ class StorageSCP(ListeningSCP):
         transfer_syntaxes: Sequence[str] | None = None,
         sop_classes: Sequence[str] | None = None,
         tls: ssl.SSLContext | None = None,
+        storage_commitment: bool = False,
+        commitment_failure_for: Callable[[str], int | None] | None = None,
+        commitment_silent: bool = False,
     ) -> None:
         if delay_s < 0:
             msg = f"invalid delay_s: {delay_s} (expected >= 0)"
@@ -322,6 +337,17 @@ class StorageSCP(ListeningSCP):
             transfer_syntaxes=transfer_syntaxes,
             sop_classes=sop_classes,
         )
+        self._commitment: CommitmentService | None = None
+        if storage_commitment:
+            self._commitment = CommitmentService(
+                stored=self._stored,
+                failure_for=commitment_failure_for,
+                silent=commitment_silent,
+                stopping=self._stopping,
+            )
+            self._ae.add_supported_context(
+                StorageCommitmentPushModel, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+            )
 
     def _make_ae(
         self,
@@ -349,12 +375,15 @@ class StorageSCP(ListeningSCP):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _handlers(self) -> list[EventHandlerType]:
-        return [
+        handlers: list[EventHandlerType] = [
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
             (evt.EVT_C_ECHO, self._on_c_echo),
             (evt.EVT_C_STORE, self._on_c_store),
         ]
+        if self._commitment is not None:
+            handlers.append((evt.EVT_N_ACTION, self._commitment.on_n_action))
+        return handlers
 
     def _before_start(self) -> None:
         if self._storage_dir is not None:
@@ -368,6 +397,20 @@ class StorageSCP(ListeningSCP):
         """A snapshot of the instances received and answered, in order."""
         with self._lock:
             return list(self._received)
+
+    @property
+    def commitment_requests(self) -> list[frozenset[str]]:
+        """The SOP Instance UIDs of each storage commitment request received, in order."""
+        return [] if self._commitment is None else self._commitment.requests
+
+    def _stored(self) -> dict[str, str]:
+        """SOP Instance UID -> SOP Class UID of the instances answered with a storing status."""
+        with self._lock:
+            return {
+                item.sop_instance_uid: item.sop_class_uid
+                for item in self._received
+                if _is_stored(item.status)
+            }
 
     @property
     def associations(self) -> int:
