@@ -456,6 +456,7 @@ def test_a_retry_on_another_day_makes_the_objects_the_first_attempt_made(
     assert refused.status == 0xA700
     assert retried.sop_instance_uid == refused.sop_instance_uid != first.sop_instance_uid
     assert retried.path is not None
+    assert first.path is not None
     stored = pydicom.dcmread(retried.path)
     assert (stored.StudyDate, stored.InstanceNumber) == ("20260504", 2)
     assert stored.StudyInstanceUID == pydicom.dcmread(first.path).StudyInstanceUID
