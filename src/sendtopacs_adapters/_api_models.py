@@ -24,6 +24,13 @@ class _Document(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AssignmentModel(_Document):
+    """What a conversion assigned to a file (``FileOutcome.assigned``)."""
+
+    day: str = Field(description="the day written into the object, YYYY-MM-DD")
+    instance_number: int = Field(ge=1)
+
+
 class FileOutcomeModel(_Document):
     """What happened to one file (``FileOutcome.to_dict()``)."""
 
@@ -46,6 +53,9 @@ class FileOutcomeModel(_Document):
     commitment_failure_reason: int | None
     commitment_failure_reason_hex: str | None = Field(description='e.g. "0x0112"')
     commitment_message: str | None
+    assigned: AssignmentModel | None = Field(
+        description="for a converted file: the day and Instance Number its conversion assigned"
+    )
 
 
 class SendReportModel(_Document):
@@ -78,6 +88,8 @@ class ConvertedFileModel(_Document):
     action: str
     reason: str
     warnings: list[str]
+    instance_number: int | None
+    day: str | None = Field(description="the day written into the object, YYYY-MM-DD")
     data: str = Field(description="the DICOM file, base64-encoded")
 
 
@@ -94,6 +106,7 @@ class ConversionReportModel(_Document):
 
     ok: bool
     study_instance_uid: str | None
+    study_instance_uids: list[str]
     converted: int
     failed: int
     files: list[ConvertedFileModel]

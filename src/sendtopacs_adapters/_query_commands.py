@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -33,7 +33,9 @@ from sendtopacs_core import (
     StudyQuery,
     WorklistDevice,
     WorklistItem,
+    WorklistMatchError,
     WorklistQuery,
+    pick_worklist_study,
 )
 
 __all__ = [
@@ -240,26 +242,14 @@ def study_from_worklist(context: Context, settings: Settings, typed: Study) -> S
             raise UsageError("--pick needs --worklist")
         return None
     device = _worklist_device(settings, argparse.Namespace(), args.worklist)
-    query = WorklistQuery(
-        patient_id=typed.patient_id,
-        patient_name=typed.patient_name,
-        accession_number=typed.accession_number,
-    )
-    items = Querier(device, calling_ae_title=settings.main.ae_title).find_worklist(query)
-    if args.pick is not None:
-        if not 1 <= args.pick <= len(items):
-            raise UsageError(
-                f"--pick {args.pick}: the worklist {device.name} gave {len(items)} item(s)"
-            )
-        item = items[args.pick - 1]
-    elif len(items) == 1:
-        item = items[0]
-    else:
-        listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
-        what = "no item matches" if not items else f"{len(items)} items match; choose with --pick N"
-        raise UsageError(f"worklist {device.name}: {what}\n{listing}".rstrip())
+    querier = Querier(device, calling_ae_title=settings.main.ae_title)
     try:
-        study: Study = attrs.evolve(item.to_study(), additional_info=typed.additional_info)
-    except ValueError as exc:
+        study, _ = pick_worklist_study(querier, typed, pick=args.pick)
+    except WorklistMatchError as exc:
+        items = cast("list[WorklistItem]", list(exc.candidates))
+        listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
+        hint = "; choose with --pick N" if items and args.pick is None else ""
+        raise UsageError(f"{exc}{hint}\n{listing}".rstrip()) from exc
+    except InvalidValueError as exc:
         raise UsageError(f"worklist {device.name}: the item cannot be used: {exc}") from exc
     return study

@@ -80,8 +80,10 @@ from sendtopacs_core import (
     StudyQuery,
     WorklistDevice,
     WorklistItem,
+    WorklistMatchError,
     WorklistQuery,
     __version__,
+    pick_worklist_study,
 )
 
 __all__ = ["API_PREFIX", "create_app", "run_server", "safe_upload_name"]
@@ -233,23 +235,19 @@ def _study(fields: StudyFields, settings: Settings) -> Study | None:
             raise HTTPException(400, "pick needs worklist_device")
         return typed if values else None
     device = _worklist_device(settings, fields.worklist_device)
-    query = WorklistQuery(
-        patient_id=typed.patient_id,
-        patient_name=typed.patient_name,
-        accession_number=typed.accession_number,
-    )
-    items = Querier(device, calling_ae_title=settings.main.ae_title).find_worklist(query)
-    if fields.pick is not None:
-        if fields.pick > len(items):
-            raise HTTPException(422, f"pick {fields.pick}: the worklist gave {len(items)} item(s)")
-        item = items[fields.pick - 1]
-    elif len(items) == 1:
-        item = items[0]
-    else:
-        raise HTTPException(
-            422, f"{len(items)} worklist items match; choose one with pick (from 1)"
-        )
-    return attrs.evolve(item.to_study(), additional_info=typed.additional_info)
+    querier = Querier(device, calling_ae_title=settings.main.ae_title)
+    try:
+        study, _ = pick_worklist_study(querier, typed, pick=fields.pick)
+    except WorklistMatchError as exc:
+        # The core's message lists the candidates by name: an answer names no patient.
+        found = len(exc.candidates)
+        if fields.pick is not None:
+            raise HTTPException(
+                422, f"pick {fields.pick}: the worklist gave {found} item(s)"
+            ) from None
+        what = "no worklist item matches" if not found else f"{found} worklist items match"
+        raise HTTPException(422, f"{what}; choose one with pick (from 1)") from None
+    return study
 
 
 def _in_workspace(settings: Settings, folder: Path) -> Settings:

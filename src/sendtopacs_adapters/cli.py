@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Never, NoReturn
 
@@ -46,14 +46,11 @@ from sendtopacs_core import (
     Converter,
     DicomNetworkError,
     ImageTransferSyntax,
-    Querier,
     SendToPacsError,
     Settings,
     SopClassRule,
-    Study,
     VideoFormat,
     __version__,
-    match_file_names,
 )
 
 __all__ = ["main", "run"]
@@ -399,58 +396,16 @@ def _cmd_convert(context: Context) -> int:
     workers: int = args.workers if args.workers is not None else min(os.cpu_count() or 1, 4)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1 (found {workers})")
-    batches: list[tuple[Study, list[Path]]] = [(picked or study, list(args.files))]
-    unmatched: dict[Path, str] = {}
-    if picked is None and settings.non_dicom.parse_file_name and settings.worklist_devices:
-        querier = Querier(settings.worklist_device(), calling_ae_title=settings.main.ae_title)
-        groups, unmatched = match_file_names(
-            querier, args.files, settings.non_dicom.file_name_pattern
-        )
-        batches = list(groups.items())
-    reports = []
+    # Files matched to worklist items by name (non_dicom.parse_file_name): the core's.
     with _ProgressBars(enabled=not args.json and args.quiet == 0) as bars:
-        for batch_study, paths in batches:
-            reports.append(
-                Converter(settings, workers=workers).convert(
-                    paths, batch_study, out_dir=args.output, progress=bars.update
-                )
-            )
-    ok = all(report.ok for report in reports) and not unmatched
+        report = Converter(settings, workers=workers).convert(
+            args.files, picked or study, out_dir=args.output, progress=bars.update
+        )
     if args.json:
-        context.emit_json(_convert_document(reports, unmatched))
+        context.emit_json(report.to_dict())
     else:
-        for report, (_, paths) in zip(reports, batches, strict=True):
-            _print_report(context, report, paths)
-        for why in unmatched.values():
-            context.err.write(f"sendtopacs: error: {why}\n")
-    return EXIT_OK if ok else EXIT_PARTIAL
-
-
-def _convert_document(
-    reports: Sequence[ConversionReport], unmatched: Mapping[Path, str]
-) -> dict[str, Any]:
-    """The ``--json`` document: :meth:`ConversionReport.to_dict`, for several reports (files
-    matched to several worklist items) merged into one of the same schema (the study UID is
-    then each file's; the top-level one only when all share it), with the files that matched
-    no worklist item as failures."""
-    documents = [report.to_dict() for report in reports]
-    if len(documents) == 1 and not unmatched:
-        return documents[0]
-    studies = {document["study_instance_uid"] for document in documents}
-    failures = [failure for document in documents for failure in document["failures"]]
-    failures += [
-        {"source": str(path), "error": why, "error_type": "WorklistMatchError"}
-        for path, why in unmatched.items()
-    ]
-    files = [item for document in documents for item in document["files"]]
-    return {
-        "ok": not failures,
-        "study_instance_uid": studies.pop() if len(studies) == 1 else None,
-        "converted": len(files),
-        "failed": len(failures),
-        "files": files,
-        "failures": failures,
-    }
+        _print_report(context, report, args.files)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 class _ProgressBars:
@@ -493,9 +448,11 @@ def _print_report(context: Context, report: ConversionReport, sources: Sequence[
             context.err.write(f"sendtopacs: warning: {warning}\n")
     for failure in report.failures:
         context.err.write(f"sendtopacs: error: {failure.error}\n")
+    studies = report.study_instance_uids
+    which = f"study {studies[0]}" if len(studies) == 1 else f"{len(studies)} studies"
     context.out.write(
         f"{len(report.files)} DICOM file(s) written from {len(sources) - len(report.failures)} "
-        f"of {len(sources)} input(s); study {report.study_instance_uid}\n"
+        f"of {len(sources)} input(s); {which}\n"
     )
 
 

@@ -54,7 +54,7 @@ from sendtopacs_core.net._association import log_dicom_identifiers
 from sendtopacs_core.net._outcome import CommitmentState, FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.commitment import CommitmentResult
-from sendtopacs_core.net.matching import match_file_names
+from sendtopacs_core.net.matching import match_file_names, pick_worklist_study
 from sendtopacs_core.net.querier import (
     Querier,
     QueryResult,
@@ -144,5 +144,6 @@ __all__ = [
     "make_sample_files",
     "match_file_names",
     "password_problems",
+    "pick_worklist_study",
     "verify_password",
 ]

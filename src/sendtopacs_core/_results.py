@@ -98,6 +98,8 @@ class ConvertedFile:
             "action": str(self.action),
             "reason": text(self.reason),
             "warnings": [text(warning) for warning in self.warnings],
+            "instance_number": self.instance_number,
+            "day": None if self.day is None else self.day.isoformat(),
         }
 
 
@@ -161,7 +163,8 @@ class ConversionReport:
         """
         return {
             "ok": self.ok,
-            "study_instance_uid": self.study_instance_uid,
+            "study_instance_uid": self.study_instance_uid or None,
+            "study_instance_uids": list(self.study_instance_uids),
             "converted": len(self.files),
             "failed": len(self.failures),
             "files": [item.to_dict(path=path, text=text) for item in self.files],

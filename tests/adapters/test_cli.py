@@ -327,19 +327,22 @@ def test_convert_of_a_hostile_batch_reports_every_input(
     assert "Traceback" not in captured.err
     document = json.loads(captured.out)
     assert document["ok"] is False
-    assert [entry["source"] for entry in document["inputs"]] == [str(p) for p in paths]
-    entries = {Path(entry["source"]): entry for entry in document["inputs"]}
+    failures = {Path(entry["source"]): entry for entry in document["failures"]}
+    written: dict[Path, list[dict[str, object]]] = {}
+    for entry in document["files"]:
+        written.setdefault(Path(entry["source"]), []).append(entry)
+    assert set(failures) | set(written) == set(paths)  # every input is in the report
+    assert [p for p in paths if p in failures] == [Path(f["source"]) for f in document["failures"]]
     for item in bad:
-        entry = entries[item.path]
-        assert entry["ok"] is False
-        assert entry["outputs"] == []
+        entry = failures[item.path]
+        assert item.path not in written
         assert entry["error"].startswith(f"cannot convert {item.path}: ")
         assert entry["error_type"] == item.error.__name__
     for path in good:
-        assert entries[path]["ok"] is True
-        assert entries[path]["outputs"], path.name
+        assert path not in failures
+        assert written[path], path.name
     assert document["failed"] == len(bad)
-    assert document["converted"] == sum(len(entries[p]["outputs"]) for p in good)
+    assert document["converted"] == sum(len(written[p]) for p in good)
 
     status = main([*common, "convert", *map(str, paths), *options[:1], str(tmp_path / "o2")])
     captured = capsys.readouterr()
@@ -366,8 +369,9 @@ def test_convert_in_a_process_survives_the_tiff_that_crashed_it(tmp_path: Path) 
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     document = json.loads(done.stdout)
-    first, second = document["inputs"]
+    (first,) = document["failures"]
     assert first["source"] == str(cut)
     assert first["error_type"] == "CorruptMediaError"
     assert "TIFF" in first["error"]
-    assert second["ok"] is True
+    assert [entry["source"] for entry in document["files"]] != []
+    assert str(cut) not in [entry["source"] for entry in document["files"]]

@@ -125,7 +125,7 @@ def test_convert_with_worklist_pick(
     convert = [*settings, "convert", str(photo), "-o", str(out), "--worklist", "mwl"]
     assert main([*convert, "--patient-id", "PID2"]) == 2  # two items, no --pick
     err = capsys.readouterr().err
-    assert "2 items match" in err and "ACC2" in err and "ACC3" in err
+    assert "2 worklist items match" in err and "ACC2" in err and "ACC3" in err
     assert not out.exists() or not list(out.iterdir())
     assert main([*convert, "--patient-id", "PID2", "--pick", "3"]) == 2
     assert "--pick 3" in capsys.readouterr().err

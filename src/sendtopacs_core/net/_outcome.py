@@ -146,6 +146,12 @@ class FileOutcome:
             "commitment_message": (
                 None if self.commitment_message is None else text(self.commitment_message)
             ),
+            "assigned": None
+            if self.assigned is None
+            else {
+                "day": self.assigned.day.isoformat(),
+                "instance_number": self.assigned.instance_number,
+            },
         }
 
 
