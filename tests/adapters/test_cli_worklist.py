@@ -128,7 +128,7 @@ def test_convert_with_worklist_pick(
     assert "2 worklist items match" in err and "ACC2" in err and "ACC3" in err
     assert not out.exists() or not list(out.iterdir())
     assert main([*convert, "--patient-id", "PID2", "--pick", "3"]) == 2
-    assert "--pick 3" in capsys.readouterr().err
+    assert "pick 3: the worklist mwl gave 2 item(s)" in capsys.readouterr().err
 
     assert main([*convert, "--patient-id", "PID2", "--pick", "2"]) == 0
     [written] = out.glob("*.dcm")
