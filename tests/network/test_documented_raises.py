@@ -483,3 +483,40 @@ def test_echo_abort_is_quick_and_said_so() -> None:
         with pytest.raises(AssociationAbortedError, match="aborted the association instead"):
             Sender(device_to("ECHOSCP", port, timeouts=Timeouts(dimse_s=30))).echo()
     assert time.monotonic() - started < 10
+
+
+@checks(
+    ("pick_worklist_study", "WorklistMatchError"),
+    ("pick_worklist_study", "DicomNetworkError"),
+    ("pick_worklist_study", "InvalidValueError"),
+)
+def test_pick_worklist_study_raises(worklist_scp_factory: WorklistSCPFactory) -> None:
+    from sendtopacs_core import Study, WorklistMatchError, pick_worklist_study
+    from sendtopacs_core.testing import make_worklist_item
+
+    items = [
+        make_worklist_item(patient_name="Pick^One", patient_id="P1", accession_number="A1"),
+        make_worklist_item(patient_name="Pick^One", patient_id="P1", accession_number="A2"),
+        make_worklist_item(
+            patient_name="Bad^Sex", patient_id="P2", accession_number="A3", patient_sex="Q"
+        ),
+    ]
+    querier = Querier(_worklist_device(worklist_scp_factory(items).port))
+    with pytest.raises(WorklistMatchError, match="2 worklist items match") as several:
+        pick_worklist_study(querier, Study(patient_id="P1"))
+    assert len(several.value.candidates) == 2
+    with pytest.raises(WorklistMatchError, match="no worklist item matches"):
+        pick_worklist_study(querier, Study(patient_id="NOBODY"))
+    with pytest.raises(WorklistMatchError, match=r"pick 3: the worklist .* gave 2 item"):
+        pick_worklist_study(querier, Study(patient_id="P1"), pick=3)
+    study, item = pick_worklist_study(querier, Study(patient_id="P1", additional_info="x"), pick=2)
+    assert (study.accession_number, study.additional_info, item.accession_number) == (
+        "A2",
+        "x",
+        "A2",
+    )
+    with pytest.raises(InvalidValueError, match="worklist item"):
+        pick_worklist_study(querier, Study(patient_id="P2"))
+    closed = Querier(_worklist_device(free_port()))
+    with pytest.raises(DicomNetworkError, match=r"refused|cannot connect|unreachable"):
+        pick_worklist_study(closed, Study(patient_id="P1"))
