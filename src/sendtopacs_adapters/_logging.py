@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from sendtopacs_core import log_dicom_identifiers
+from sendtopacs_core import PatientDataFilter
 
 
 def configure(verbosity: int) -> None:
     """``-q`` -> errors only, default -> warnings, ``-v`` -> info, ``-vv`` / ``--debug`` -> debug.
 
     Patient data is only logged at DEBUG, so ``-vv`` output must be handled as patient data.
+    The handler has the level too, and a :class:`~sendtopacs_core.PatientDataFilter`: the core
+    turns pynetdicom's and pydicom's data set dumps into DEBUG records, and the handler drops
+    them below ``-vv`` whichever logger they come from.
     """
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     if verbosity < -1:
@@ -21,6 +24,8 @@ def configure(verbosity: int) -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    handler.addFilter(PatientDataFilter(level))
     handler._sendtopacs = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
@@ -29,5 +34,3 @@ def configure(verbosity: int) -> None:
     # pynetdicom logs each refused association or connection at ERROR; the commands report
     # them in their own words, so its messages show only with -v.
     logging.getLogger("pynetdicom").setLevel(level if verbosity >= 1 else logging.CRITICAL)
-    # pynetdicom dumps C-FIND identifiers (patient data) at INFO unless told not to.
-    log_dicom_identifiers(enabled=verbosity >= 2)

@@ -220,8 +220,16 @@ def _send_document(report: SendReport, device: Device) -> dict[str, Any]:
 def _print_send_report(context: Context, report: SendReport, device: Device) -> None:
     width = max((len(str(outcome.state)) for outcome in report), default=4)
     for outcome in report:
-        stream = context.out if outcome.ok else context.err
-        stream.write(f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}\n")
+        context.out.write(f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}\n")
+    if report.failed:
+        # stderr is a log: states and status codes only; file names and causes are on stdout.
+        states = sorted({str(outcome.state) for outcome in report.failed})
+        codes = sorted({o.status_text for o in report.failed if o.status is not None})
+        status = f", status {', '.join(codes)}" if codes else ""
+        context.err.write(
+            f"sendtopacs: error: {len(report.failed)} file(s) not sent ({', '.join(states)}"
+            f"{status}; listed on stdout)\n"
+        )
     skipped = len(report) - len(report.sent) - len(report.failed)
     extra = f", {skipped} skipped" if skipped else ""
     context.out.write(

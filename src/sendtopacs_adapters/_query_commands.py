@@ -255,9 +255,16 @@ def study_from_worklist(context: Context, settings: Settings, typed: Study) -> S
     elif len(items) == 1:
         item = items[0]
     else:
+        # The candidates (patient data) go to stdout, the command's output, never to stderr:
+        # in the JSON error document with --json, else as a table before the error.
         listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
         what = "no item matches" if not items else f"{len(items)} items match; choose with --pick N"
-        raise UsageError(f"worklist {device.name}: {what}\n{listing}".rstrip())
+        if args.json:
+            raise UsageError(f"worklist {device.name}: {what}\n{listing}".rstrip())
+        if listing:
+            context.out.write(listing + "\n")
+            what += " (listed on stdout)"
+        raise UsageError(f"worklist {device.name}: {what}")
     try:
         study: Study = attrs.evolve(item.to_study(), additional_info=typed.additional_info)
     except ValueError as exc:

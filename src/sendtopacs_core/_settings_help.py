@@ -63,7 +63,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "main.temp_dir": "Absolute folder for temporary files; null uses the platform default.",
         "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
         "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
-        "main.clean_sent_files_from_list": "Drop successfully sent files from the file list.",
+        "main.clean_sent_files_from_list": "Leave successfully sent files out of the file "
+        "list (sendtopacs watch --list, the web app's list); off: they are listed as sent.",
         "main.listen_port": "Our port for incoming associations such as storage commitment "
         "reports; null: none.",
         "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "

@@ -328,7 +328,8 @@ class MainSettings:
     clean_unused_temp
         Remove each temporary file as soon as it is no longer used.
     clean_sent_files_from_list
-        Drop successfully sent files from the file list.
+        Leave successfully sent files out of the file list (``sendtopacs watch --list``, and
+        the web app's list); off, they are listed as sent until the journal forgets them.
     listen_port
         Our port for incoming associations such as storage commitment reports; ``None``: none.
     """

@@ -27,7 +27,7 @@ from pynetdicom.association import Association
 
 from sendtopacs_core.errors import DicomNetworkError
 from sendtopacs_core.model import Code, QueryLevel, QueryModel, Study, WorklistDevice
-from sendtopacs_core.net._association import Context, open_association
+from sendtopacs_core.net._association import Context, open_association, sync_identifier_logging
 from sendtopacs_core.net._query import (
     WORKLIST_PATIENT_KEYS,
     WORKLIST_STEP_KEYS,
@@ -360,6 +360,7 @@ class Querier:
 
     def _find(self, model: QueryModel, identifier: Dataset, limit: int | None) -> list[Dataset]:
         uid = _MODELS[model]
+        sync_identifier_logging()
         with open_association(
             self.device, self.calling_ae_title, [Context(uid, _SYNTAXES)]
         ) as assoc:
