@@ -63,8 +63,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "main.temp_dir": "Absolute folder for temporary files; null uses the platform default.",
         "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
         "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
-        "main.clean_sent_files_from_list": "Leave successfully sent files out of the file "
-        "list (sendtopacs watch --list, the web app's list); off: they are listed as sent.",
+        "main.clean_sent_files_from_list": "Leave sent files out of the file list (watch "
+        "--list, the web app's); off: they are listed as sent.",
         "main.listen_port": "Our port for incoming associations such as storage commitment "
         "reports; null: none.",
         "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "
@@ -91,8 +91,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "term such as ISO_IR 192.",
         "non_dicom.additional_info_tag": "Attribute (keyword or gggg,eeee) that receives the "
         "additional info; null: none.",
-        "non_dicom.additional_info_values": "Values offered for the additional info; empty "
-        "means free text.",
+        "non_dicom.additional_info_values": "Values offered for the additional info; another "
+        "typed value is refused. Empty means free text.",
         "non_dicom.additional_info_default": "Additional info used when none is given; one of "
         "the values if any.",
         "non_dicom.worklist_only": "Take patient and study data only from a worklist, never "

@@ -249,7 +249,8 @@ class Sender:
             report = Converter(self.settings).convert(
                 [path for _, path in inputs], study, out_dir=out_dir
             )
-        except (ConfigError, ConversionError) as exc:  # worklist-only, or no output folder
+        except (ConfigError, ConversionError, InvalidValueError) as exc:
+            # worklist-only, no output folder, or a typed value not among the offered ones
             for index, path in inputs:
                 record((index, 0), _failed(path, f"not converted: {exc}"))
             return []
