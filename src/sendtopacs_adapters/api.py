@@ -206,7 +206,7 @@ def _device(settings: Settings, name: str) -> Device:
     try:
         return settings.device(name)
     except ConfigError:
-        known = ", ".join(device.name for device in settings.devices) or "none configured"
+        known = ", ".join(device.label for device in settings.devices) or "none configured"
         raise HTTPException(404, f"no device named {name!r} (devices: {known})") from None
 
 
@@ -214,7 +214,7 @@ def _worklist_device(settings: Settings, name: str) -> WorklistDevice:
     try:
         return settings.worklist_device(name)
     except ConfigError:
-        known = ", ".join(device.name for device in settings.worklist_devices)
+        known = ", ".join(device.label for device in settings.worklist_devices)
         raise HTTPException(
             404, f"no worklist device named {name!r} (worklist_devices: {known or 'none'})"
         ) from None

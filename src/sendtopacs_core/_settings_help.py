@@ -117,7 +117,7 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "devices[].ae_title": "The device's AE title (the called AE title).",
         "devices[].host": "Host name or IP address of the device.",
         "devices[].port": "TCP port of the device (1-65535).",
-        "devices[].description": "Free text shown in lists.",
+        "devices[].description": "Free text shown beside the name in lists of devices.",
         "devices[].charset": "Specific Character Set the copies sent are encoded in; null keeps "
         "each file's own.",
         "devices[].decompress": "Always send uncompressed (Explicit VR Little Endian), lossy "
@@ -187,7 +187,7 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "worklist_devices[].ae_title": "The server's AE title (the called AE title).",
         "worklist_devices[].host": "Host name or IP address of the server.",
         "worklist_devices[].port": "TCP port of the server (1-65535).",
-        "worklist_devices[].description": "Free text shown in lists.",
+        "worklist_devices[].description": "Free text shown beside the name in lists of devices.",
         "worklist_devices[].charset": "Character set of answers without (0008,0005); null: "
         "UTF-8 if valid, else Latin-1.",
         "worklist_devices[].default": "The worklist device used when none is named; at most one.",

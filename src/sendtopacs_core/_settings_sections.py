@@ -505,7 +505,7 @@ def pick_device(
         for device in devices:
             if device.name == name:
                 return device
-        known = ", ".join(device.name for device in devices) or "none configured"
+        known = ", ".join(device.label for device in devices) or "none configured"
         raise ConfigError(f"no {what} named {name!r} ({section}: {known})")
     defaults = [device for device in devices if device.default]
     if defaults:
