@@ -256,7 +256,7 @@ def test_arithmetic_coded_jpeg_is_decoded(tmp_path: Path) -> None:
 
 
 def _dicom_fragment(name: str) -> bytes:
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency: never skipped, a missing one fails
     from pydicom.data import get_testdata_file
     from pydicom.encaps import generate_frames
 
@@ -266,7 +266,7 @@ def _dicom_fragment(name: str) -> bytes:
 
 
 def test_12_bit_jpeg_is_decoded_to_16_bit_grey(tmp_path: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency: never skipped, a missing one fails
     from pydicom.data import get_testdata_file
 
     # JPGExtended.dcm: JPEG Extended (SOF1), 12-bit, 1024x256, one fragment.
