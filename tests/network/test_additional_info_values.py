@@ -13,12 +13,14 @@ from typing import Final
 
 import attrs
 import pydicom
+import pydicom.config
 import pytest
 
 import sendtopacs_core as stp
 from sendtopacs_adapters import api
 from sendtopacs_adapters.cli import main
 from sendtopacs_core.testing import StorageSCP
+from tests._netpeers import write_secondary_capture
 from tests.adapters.test_api import AUTH, error_of, files_of, make_settings, request
 
 OFFERED: Final = ("left", "right")
@@ -137,3 +139,12 @@ def test_api_convert_refuses(photo: Path, tmp_path: Path) -> None:
         files=files_of([photo]),
     )
     assert good.status_code == 200, good.text
+
+
+def test_conversion_tests_write_under_raise(tmp_path: Path) -> None:
+    """The conftest puts this module's writes (and the test helpers') under RAISE."""
+    assert pydicom.config.settings.writing_validation_mode == pydicom.config.RAISE
+    with pytest.raises(ValueError, match="exceeds the maximum length of 64"):
+        pydicom.Dataset().PatientID = "P" * 65
+    with pytest.raises(ValueError, match="PN"):
+        write_secondary_capture(tmp_path / "bad.dcm", patient_name="A" * 70)
