@@ -29,6 +29,9 @@ def configure(verbosity: int) -> None:
     handler._sendtopacs = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    # Python warnings (pydicom's quote invalid values: patient data) go through the handler
+    # and its filter instead of straight to stderr.
+    logging.captureWarnings(True)
     # pypdf reports every recoverable oddity of a PDF at WARNING; they are not ours to show.
     logging.getLogger("pypdf").setLevel(max(level, logging.ERROR))
     # pynetdicom logs each refused association or connection at ERROR; the commands report

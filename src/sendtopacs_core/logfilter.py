@@ -35,16 +35,21 @@ _DUMP_HEADINGS: Final = (
     "Find SCP Request Identifier",
     "Find SCP Response Identifier",
 )
-#: The loggers of the libraries that dump data sets (children included).
-_DUMPING_LOGGERS: Final = ("pynetdicom", "pydicom")
+#: pydicom's warning about an invalid value quotes the value (``Invalid value for VR PN: 'X'``).
+_VALUE_ECHO: Final = re.compile(r"Invalid value for VR [A-Z]{2}: ")
+#: The loggers of the libraries that dump data sets (children included), and the logger of
+#: Python warnings routed into logging (``logging.captureWarnings``), where pydicom's value
+#: warnings arrive.
+_DUMPING_LOGGERS: Final = ("pynetdicom", "pydicom", "py.warnings")
 
 
 class PatientDataFilter(logging.Filter):
     """A :class:`logging.Filter` that makes data set dumps DEBUG records.
 
     A record above DEBUG whose message is an element of a data set dump (a line starting with
-    a DICOM tag ``(gggg,eeee)``, or a heading of pynetdicom's identifier dumps) becomes a DEBUG
-    record; every other record passes unchanged.
+    a DICOM tag ``(gggg,eeee)``, or a heading of pynetdicom's identifier dumps), or pydicom's
+    warning quoting an invalid value, becomes a DEBUG record; every other record passes
+    unchanged.
 
     Attached to a logger, the demoted record then reaches only the handlers that show DEBUG.
     Attached to a handler (whose level was checked before its filters run), give the
@@ -74,7 +79,7 @@ def is_dump(record: logging.LogRecord) -> bool:
         text = record.getMessage()
     except (TypeError, ValueError):  # a record whose arguments do not fit its format
         text = str(record.msg)
-    if _ELEMENT_LINE.search(text):
+    if _ELEMENT_LINE.search(text) or _VALUE_ECHO.search(text):
         return True
     stripped = text.lstrip()
     return any(stripped.startswith(heading) for heading in _DUMP_HEADINGS)

@@ -157,6 +157,7 @@ def test_identifier_dumps_are_debug_records(caplog: pytest.LogCaptureFixture) ->
         ("pynetdicom.association", "# Response Identifier"),
         ("pynetdicom.service_class", "  (0010,0020) LO [PHI-7731]   # 1 PatientID"),
         ("pydicom", "(0010,0010) Patient's Name                      PN: 'PHISENTINEL^ZQX'"),
+        ("py.warnings", "x.py:1: UserWarning: Invalid value for VR DA: 'PHI-7731'."),
     ],
 )
 def test_filter_demotes_data_set_dumps(
