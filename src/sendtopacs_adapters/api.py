@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 import attrs
 import uvicorn
@@ -47,6 +47,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from sendtopacs_adapters._api_errors import ERROR_RESPONSES
 from sendtopacs_adapters._api_jobs import Jobs, JobsFullError
 from sendtopacs_adapters._api_query import query_key
 from sendtopacs_adapters._api_security import SecurityMiddleware
@@ -124,38 +125,6 @@ class ConvertForm(StudyFields):
 class SendForm(StudyFields):
     files: list[UploadFile]
     decompress: bool = False
-
-
-# -- the answers that are not a success, as the schema documents them --------------------------
-
-
-class ErrorDocument(BaseModel):
-    """Every answer that is not a success: ``ok`` false and, for an error, the reason in
-    words. A request that was processed but failed as a whole (convert: nothing converted,
-    422; send: the device unreachable, 502) answers its report instead, with ``ok`` false."""
-
-    model_config = ConfigDict(extra="allow")
-
-    ok: Literal[False]
-    error: str | None = None
-
-
-_ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    status: {"model": ErrorDocument, "description": text}
-    for status, text in (
-        (400, "Invalid request (the message names the parameter and the rule)"),
-        (401, "No or wrong user and password"),
-        (403, "Address not in api.allowlist, or a cross-site request"),
-        (404, "No such device, job or route"),
-        (405, "Method not allowed"),
-        (413, "Upload larger than api.max_upload_mb"),
-        (422, "The request could not be processed (nothing converted, worklist pick)"),
-        (429, "Too many failed logins (see Retry-After)"),
-        (500, "Internal or settings error"),
-        (502, "A device could not be reached or refused"),
-        (503, "The jobs queue is full (see Retry-After)"),
-    )
-}
 
 
 _LO: Final = query_key("LO")
@@ -460,7 +429,7 @@ def create_app(
         Monotonic seconds for the login-failure counter and job expiry (tests fake it).
     """
     source = _SettingsSource(settings, settings_path)
-    router = APIRouter(prefix=API_PREFIX, responses=_ERROR_RESPONSES)
+    router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     _add_query_routes(router, source)
     _add_upload_routes(router, source, Jobs(describe=_describe, clock=clock))
     app = FastAPI(
