@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 from pypdf import PdfWriter
 
+from tests._peers import in_ci, missing_tool
+
 
 def photo(width: int = 64, height: int = 48, seed: int = 1) -> Image.Image:
     """A photo-like RGB image: gradients plus noise."""
@@ -96,6 +98,8 @@ def make_corpus(folder: Path) -> dict[str, Path]:
     pdf(add("report.pdf"), title="Befund Müller")
     pdf(add("untitled.pdf"), pages=2)
     if not arithmetic_jpeg(folder / "arithmetic.jpg"):
+        if in_ci():  # CI=true: a missing tool fails, never shrinks the corpus silently
+            missing_tool("cjpeg (Debian libjpeg-turbo-progs) is needed for arithmetic.jpg")
         files.pop("arithmetic.jpg", None)
     else:
         files["arithmetic.jpg"] = folder / "arithmetic.jpg"

@@ -52,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final, Protocol, Self, TypedDict, Unpack
 
-from tests._peers import dcmtk_env, find_tool, missing_tool, require_tool
+from tests._peers import dcmtk_env, find_tool, missing_tool, pydicom_writes_raise, require_tool
 
 if TYPE_CHECKING:
     import pytest
@@ -1018,6 +1018,7 @@ class OrthancFactory(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
+@pydicom_writes_raise()  # the objects the tests send are valid: pydicom raises otherwise
 def write_secondary_capture(
     path: Path,
     *,
@@ -1113,6 +1114,7 @@ def device_to(ae_title: str, port: int, **options: Any) -> Device:
     return Device(name="pacs", ae_title=ae_title, host=_LOCALHOST, port=port, **options)
 
 
+@pydicom_writes_raise()
 def write_tiny_instance(path: Path, sop_class_uid: str) -> str:
     """Write a minimal object of any storage SOP class; return its instance UID.
 

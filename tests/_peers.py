@@ -15,11 +15,13 @@ with a reason that says how to install the tool.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, NoReturn, Protocol
 
@@ -37,6 +39,7 @@ __all__ = [
     "in_ci",
     "is_dcmtk",
     "missing_tool",
+    "pydicom_writes_raise",
     "require_tool",
     "run_dciodvfy",
     "run_dcmdump",
@@ -254,3 +257,25 @@ def run_dcmdump(executable: Path, path: str | os.PathLike[str], *options: str) -
             + "\n".join(errors or stderr.splitlines()[-20:])
         )
     return stdout
+
+
+@contextlib.contextmanager
+def pydicom_writes_raise() -> Iterator[None]:
+    """pydicom raises on an invalid value set or written inside the block, instead of
+    warning; the modes before are restored afterwards.
+
+    ``writing_validation_mode = RAISE`` covers what pydicom checks when it encodes (person
+    names, character sets, unknown tags); pydicom 3 checks a value *set* on a data set with
+    ``reading_validation_mode``, so that is RAISE too (only objects are made in the block).
+    """
+    import pydicom.config  # (pydicom loads slowly; not every test needs it)
+
+    settings = pydicom.config.settings
+    writing, reading = settings.writing_validation_mode, settings.reading_validation_mode
+    settings.writing_validation_mode = pydicom.config.RAISE
+    settings.reading_validation_mode = pydicom.config.RAISE
+    try:
+        yield
+    finally:
+        settings.writing_validation_mode = writing
+        settings.reading_validation_mode = reading

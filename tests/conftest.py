@@ -20,6 +20,7 @@ from tests._peers import (
     Dciodvfy,
     DciodvfyResult,
     Dcmdump,
+    pydicom_writes_raise,
     require_tool,
     run_dciodvfy,
     run_dcmdump,
@@ -76,3 +77,36 @@ def pydicom_raise() -> Iterator[None]:
     finally:
         settings.writing_validation_mode = writing
         settings.reading_validation_mode = reading
+
+
+#: The conversion tests: every Secondary Capture and PDF object they make (the core's, and
+#: the test helpers') is written with pydicom raising on an invalid value.
+CONVERSION_TEST_MODULES: Final = frozenset(
+    {
+        "tests/core/test_convert.py",
+        "tests/core/test_video_iod.py",
+        "tests/adapters/test_cli.py",
+        "tests/network/test_additional_info_values.py",
+    }
+)
+
+
+@pytest.fixture
+def pydicom_write_raise() -> Iterator[None]:
+    """pydicom raises on an invalid value set or written (``pydicom_writes_raise``)."""
+    with pydicom_writes_raise():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _conversion_tests_write_under_raise(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Apply :func:`pydicom_write_raise` to the tests of :data:`CONVERSION_TEST_MODULES`."""
+    module = Path(str(request.node.path)).resolve()
+    root = Path(__file__).resolve().parent.parent
+    if module.is_relative_to(root) and module.relative_to(root).as_posix() in (
+        CONVERSION_TEST_MODULES
+    ):
+        with pydicom_writes_raise():
+            yield
+    else:
+        yield

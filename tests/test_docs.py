@@ -45,7 +45,7 @@ def test_public_name_has_its_own_docstring(name: str) -> None:
 
 def test_version_is_documented() -> None:
     """``__version__`` is a string (no docstring of its own): the reference page explains it."""
-    assert isinstance(sendtopacs_core.__version__, str)
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", sendtopacs_core.__version__)  # PEP 440-like
     text = (DOCS / hooks.REFERENCE_PAGE).read_text(encoding="utf-8")
     assert "::: sendtopacs_core.__version__" in text
     assert "`__version__`" in text

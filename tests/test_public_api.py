@@ -9,6 +9,7 @@ exported too (a user must be able to name what they pass and get back).
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Iterator
 from typing import Any
@@ -65,8 +66,7 @@ def test_every_name_in_all_exists() -> None:
 
 def test_version_is_exported() -> None:
     assert "__version__" in sendtopacs_core.__all__
-    assert isinstance(sendtopacs_core.__version__, str)
-    assert sendtopacs_core.__version__
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", sendtopacs_core.__version__)  # PEP 440-like
 
 
 def test_module_has_a_docstring() -> None:

@@ -187,10 +187,19 @@ class _SendBar:
 def _print_send_report(context: Context, report: SendReport, device: Device) -> None:
     width = max((len(str(outcome.state)) for outcome in report), default=4)
     for outcome in report:
-        stream = context.out if outcome.delivered else context.err
         commitment = "" if outcome.commitment is None else f"; {outcome.commitment_message}"
-        stream.write(
+        context.out.write(
             f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}{commitment}\n"
+        )
+    undelivered = [*report.failed, *report.uncommitted]
+    if undelivered:
+        # stderr is a log: states and status codes only; file names and causes are on stdout.
+        states = sorted({str(o.commitment if o.ok else o.state) for o in undelivered})
+        codes = sorted({o.status_text for o in undelivered if o.status is not None})
+        status = f", status {', '.join(codes)}" if codes else ""
+        context.err.write(
+            f"sendtopacs: error: {len(undelivered)} file(s) not delivered ({', '.join(states)}"
+            f"{status}; listed on stdout)\n"
         )
     skipped = len(report) - len(report.sent) - len(report.failed)
     extra = f", {skipped} skipped" if skipped else ""

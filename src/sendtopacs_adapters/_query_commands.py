@@ -247,6 +247,24 @@ def study_from_worklist(context: Context, settings: Settings, typed: Study) -> S
         study, _ = pick_worklist_study(querier, typed, pick=args.pick)
     except WorklistMatchError as exc:
         items = cast("list[WorklistItem]", list(exc.candidates))
+        if args.pick is not None:
+            raise UsageError(
+                f"--pick {args.pick}: the worklist {device.name} gave {len(items)} item(s)"
+            ) from None
+        # The candidates (patient data) go to stdout, the command's output, never to stderr:
+        # in the JSON error document with --json, else as a table before the error.
+        listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
+        what = "no item matches" if not items else f"{len(items)} items match; choose with --pick N"
+        if args.json:
+            raise UsageError(f"worklist {device.name}: {what}\n{listing}".rstrip()) from None
+        if listing:
+            context.out.write(listing + "\n")
+            what += " (listed on stdout)"
+        raise UsageError(f"worklist {device.name}: {what}") from None
+    try:
+        study, _ = pick_worklist_study(querier, typed, pick=args.pick)
+    except WorklistMatchError as exc:
+        items = cast("list[WorklistItem]", list(exc.candidates))
         listing = "\n".join(_table(items, _WORKLIST_COLUMNS)) if items else ""
         hint = "; choose with --pick N" if items and args.pick is None else ""
         raise UsageError(f"{exc}{hint}\n{listing}".rstrip()) from exc

@@ -49,6 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
+from sendtopacs_adapters._api_errors import ERROR_RESPONSES
 from sendtopacs_adapters._api_jobs import Jobs, JobsFullError
 from sendtopacs_adapters._api_models import ConversionReportModel, JobModel, SendReportModel
 from sendtopacs_adapters._api_query import query_key
@@ -211,7 +212,7 @@ def _device(settings: Settings, name: str) -> Device:
     try:
         return settings.device(name)
     except ConfigError:
-        known = ", ".join(device.name for device in settings.devices) or "none configured"
+        known = ", ".join(device.label for device in settings.devices) or "none configured"
         raise HTTPException(404, f"no device named {name!r} (devices: {known})") from None
 
 
@@ -219,7 +220,7 @@ def _worklist_device(settings: Settings, name: str) -> WorklistDevice:
     try:
         return settings.worklist_device(name)
     except ConfigError:
-        known = ", ".join(device.name for device in settings.worklist_devices)
+        known = ", ".join(device.label for device in settings.worklist_devices)
         raise HTTPException(
             404, f"no worklist device named {name!r} (worklist_devices: {known or 'none'})"
         ) from None
@@ -396,7 +397,7 @@ def create_app(
         Monotonic seconds for the login-failure counter and job expiry (tests fake it).
     """
     source = _SettingsSource(settings, settings_path)
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     _add_query_routes(router, source)
     _add_upload_routes(router, source, Jobs(describe=_describe, clock=clock))
     app = FastAPI(

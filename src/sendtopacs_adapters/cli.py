@@ -248,14 +248,21 @@ def _add_watch_command(commands: Any) -> None:
             "without losing or doubling any: a file is taken once it stops changing, sent, "
             "retried, and removed or moved only after the PACS accepted it; failures go to "
             "the failed folder with a reason file. One watcher per settings file; SIGTERM "
-            "or Ctrl-C stop it gracefully. With --json, one JSON event per line."
+            "or Ctrl-C stop it gracefully. stderr (the log) shows states, counts and status "
+            "codes; file names and messages only with -v. With --json, one JSON event per "
+            "line on stdout: the events carry file names and messages (patient data)."
         ),
         epilog=_EPILOG_WATCH,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     global_options(watch, suppress=True)
     watch.add_argument("--once", action="store_true", help="process what is there, then exit")
-    watch.add_argument("--list", action="store_true", help="list the pending files and exit")
+    watch.add_argument(
+        "--list",
+        action="store_true",
+        help="list the pending files and the sent ones (unless "
+        "main.clean_sent_files_from_list), then exit",
+    )
     watch.add_argument(
         "--send-pending", action="store_true", help="send the held files now, then exit"
     )
@@ -405,6 +412,12 @@ def _cmd_convert(context: Context) -> int:
         context.emit_json(report.to_dict())
     else:
         _print_report(context, report, args.files)
+        if report.failures:
+            # stderr is a log: counts only; the file names and causes are on stdout.
+            context.err.write(
+                f"sendtopacs: error: {len(report.failures)} input(s) not converted "
+                "(listed on stdout)\n"
+            )
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
@@ -445,9 +458,9 @@ def _print_report(context: Context, report: ConversionReport, sources: Sequence[
             f"{item.action} ({item.reason})\n"
         )
         for warning in item.warnings:
-            context.err.write(f"sendtopacs: warning: {warning}\n")
+            context.out.write(f"warning: {warning}\n")
     for failure in report.failures:
-        context.err.write(f"sendtopacs: error: {failure.error}\n")
+        context.out.write(f"error: {failure.error}\n")
     studies = report.study_instance_uids
     which = f"study {studies[0]}" if len(studies) == 1 else f"{len(studies)} studies"
     context.out.write(

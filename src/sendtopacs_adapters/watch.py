@@ -8,7 +8,12 @@ Taking, sending, retrying and disposing are the core's :class:`~sendtopacs_core.
   it; a second watcher refuses to start and says which; a lock left by a dead process is
   taken over.
 - SIGTERM and SIGINT stop it gracefully (the file in flight finishes or stays pending).
+- ``--list`` shows the files waiting and the sent ones, or only the waiting ones with
+  ``main.clean_sent_files_from_list`` on.
 - ``--once`` processes what is there (waiting for files still settling) and exits.
+- stderr (the log under a service manager) carries states, counts and status codes only;
+  file names and messages (patient data) only with ``-v``. ``--json`` events on stdout, the
+  user's explicit output, carry them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import fcntl
 import hashlib
 import os
 import queue
+import re
 import signal
 import threading
 import time
@@ -37,6 +43,7 @@ from sendtopacs_core import (
     Forwarder,
     ForwardEvent,
     Journal,
+    JournalEntry,
     MonitorRule,
     Settings,
     WatchMode,
@@ -46,6 +53,8 @@ __all__ = ["cmd_watch", "journal_path", "watcher_lock"]
 
 _TICK_S: Final = 0.2
 _STATUS_EVERY_S: Final = 60.0
+#: A DIMSE status code in an event's message (``0xA900``): no patient data, shown by default.
+_STATUS_CODE: Final = re.compile(r"\b0x[0-9A-Fa-f]{4}\b")
 
 
 def journal_path(settings_path: Path) -> Path:
@@ -149,7 +158,7 @@ def cmd_watch(context: Context) -> int:
     journal_file: Path = args.journal or journal_path(context.settings_path)
     if args.list:
         with Journal(journal_file) as journal:
-            return _list(context, journal)
+            return _list(context, journal, clean_sent=settings.main.clean_sent_files_from_list)
     with watcher_lock(journal_file), Journal(journal_file) as journal:
         recovered = journal.recover(now=time.time())
         monitors = [_Monitor(forwarder) for forwarder in _forwarders(settings, journal)]
@@ -220,29 +229,38 @@ def _once(context: Context, monitors: list[_Monitor], journal: Journal) -> int:
     return EXIT_PARTIAL if failed and not context.args.json else EXIT_OK
 
 
-def _list(context: Context, journal: Journal) -> int:
-    entries = journal.entries(states=[FileState.PENDING, FileState.HELD, FileState.SENDING])
+_PENDING_STATES: Final = (FileState.PENDING, FileState.HELD, FileState.SENDING)
+_SENT_STATES: Final = (FileState.SENT, FileState.DONE)
+
+
+def _list(context: Context, journal: Journal, *, clean_sent: bool) -> int:
+    """The files waiting and, unless ``main.clean_sent_files_from_list``, the sent ones."""
+    pending = journal.entries(states=_PENDING_STATES)
+    sent = [] if clean_sent else journal.entries(states=_SENT_STATES)
     if context.args.json:
         context.emit_json(
             {
-                "pending": [
-                    {
-                        "monitor": entry.monitor,
-                        "path": entry.path,
-                        "state": str(entry.state),
-                        "attempts": entry.attempts,
-                        "last_error": entry.last_error,
-                    }
-                    for entry in entries
-                ]
+                "pending": [_entry_document(entry) for entry in pending],
+                "sent": [_entry_document(entry) for entry in sent],
             }
         )
     else:
-        for entry in entries:
+        for entry in (*pending, *sent):
             why = f" ({entry.last_error})" if entry.last_error else ""
             context.out.write(f"{entry.monitor}: {entry.path} [{entry.state}]{why}\n")
-        context.out.write(f"{len(entries)} file(s) pending\n")
+        shown = "" if clean_sent else f"; {len(sent)} sent"
+        context.out.write(f"{len(pending)} file(s) pending{shown}\n")
     return EXIT_OK
+
+
+def _entry_document(entry: JournalEntry) -> dict[str, Any]:
+    return {
+        "monitor": entry.monitor,
+        "path": entry.path,
+        "state": str(entry.state),
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+    }
 
 
 def _emit(context: Context, events: list[ForwardEvent]) -> None:
@@ -257,8 +275,14 @@ def _emit(context: Context, events: list[ForwardEvent]) -> None:
                     "time": event.time,
                 }
             )
-        elif event.kind in ("failed", "retry") or context.args.verbose:
+        elif context.args.verbose:
             context.err.write(f"{event.monitor}: {event.kind}: {event.path}: {event.message}\n")
+        elif event.kind in ("failed", "retry"):
+            # stderr is the service's log: the state and the status code, never the file's
+            # name or the message (either may name the patient); -v shows them.
+            codes = sorted(set(_STATUS_CODE.findall(event.message)))
+            status = f" (status {', '.join(codes)})" if codes else ""
+            context.err.write(f"{event.monitor}: {event.kind}{status}; -v names the file\n")
 
 
 def _status(context: Context, journal: Journal) -> None:

@@ -31,6 +31,8 @@ from sendtopacs_core.errors import (
 from sendtopacs_core.forward import Forwarder, ForwardEvent
 from sendtopacs_core.identity import Assignment
 from sendtopacs_core.journal import FileState, Journal, JournalEntry
+from sendtopacs_core.logfilter import PatientDataFilter
+from sendtopacs_core.logfilter import install as _install_patient_data_filter
 from sendtopacs_core.media.samples import make_sample_files
 from sendtopacs_core.model import (
     Code,
@@ -50,7 +52,6 @@ from sendtopacs_core.model import (
     WorklistDevice,
 )
 from sendtopacs_core.monitor import MonitorRule, WatchMode
-from sendtopacs_core.net._association import log_dicom_identifiers
 from sendtopacs_core.net._outcome import CommitmentState, FileOutcome, SendReport
 from sendtopacs_core.net._status import SendState
 from sendtopacs_core.net.commitment import CommitmentResult
@@ -75,6 +76,8 @@ from sendtopacs_core.settings import (
 
 # A library logs, it does not print: without a handler of the application, nothing shows.
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
+# pynetdicom and pydicom log data set dumps (patient data) at INFO: make them DEBUG records.
+_install_patient_data_filter()
 
 __all__ = [
     "ApiSettings",
@@ -110,6 +113,7 @@ __all__ = [
     "MainSettings",
     "MonitorRule",
     "NonDicomSettings",
+    "PatientDataFilter",
     "PatientSex",
     "PeerUnreachableError",
     "Querier",
@@ -140,7 +144,6 @@ __all__ = [
     "WorklistQuery",
     "__version__",
     "hash_password",
-    "log_dicom_identifiers",
     "make_sample_files",
     "match_file_names",
     "password_problems",

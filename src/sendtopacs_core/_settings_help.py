@@ -63,7 +63,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "main.temp_dir": "Absolute folder for temporary files; null uses the platform default.",
         "main.clean_temp_on_exit": "Remove our temporary files when the program ends.",
         "main.clean_unused_temp": "Remove each temporary file as soon as it is no longer used.",
-        "main.clean_sent_files_from_list": "Drop successfully sent files from the file list.",
+        "main.clean_sent_files_from_list": "Leave sent files out of the file list (watch "
+        "--list, the web app's); off: they are listed as sent.",
         "main.listen_port": "Our port for incoming associations such as storage commitment "
         "reports; null: none.",
         "non_dicom.modalities": "Modalities offered for converted files (code strings: OT, ES, "
@@ -90,8 +91,8 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "term such as ISO_IR 192.",
         "non_dicom.additional_info_tag": "Attribute (keyword or gggg,eeee) that receives the "
         "additional info; null: none.",
-        "non_dicom.additional_info_values": "Values offered for the additional info; empty "
-        "means free text.",
+        "non_dicom.additional_info_values": "Values offered for the additional info; another "
+        "typed value is refused. Empty means free text.",
         "non_dicom.additional_info_default": "Additional info used when none is given; one of "
         "the values if any.",
         "non_dicom.worklist_only": "Take patient and study data only from a worklist, never "
@@ -116,7 +117,7 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "devices[].ae_title": "The device's AE title (the called AE title).",
         "devices[].host": "Host name or IP address of the device.",
         "devices[].port": "TCP port of the device (1-65535).",
-        "devices[].description": "Free text shown in lists.",
+        "devices[].description": "Free text shown beside the name in lists of devices.",
         "devices[].charset": "Specific Character Set the copies sent are encoded in; null keeps "
         "each file's own.",
         "devices[].decompress": "Always send uncompressed (Explicit VR Little Endian), lossy "
@@ -186,7 +187,7 @@ DESCRIPTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "worklist_devices[].ae_title": "The server's AE title (the called AE title).",
         "worklist_devices[].host": "Host name or IP address of the server.",
         "worklist_devices[].port": "TCP port of the server (1-65535).",
-        "worklist_devices[].description": "Free text shown in lists.",
+        "worklist_devices[].description": "Free text shown beside the name in lists of devices.",
         "worklist_devices[].charset": "Character set of answers without (0008,0005); null: "
         "UTF-8 if valid, else Latin-1.",
         "worklist_devices[].default": "The worklist device used when none is named; at most one.",

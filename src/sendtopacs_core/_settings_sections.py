@@ -328,7 +328,8 @@ class MainSettings:
     clean_unused_temp
         Remove each temporary file as soon as it is no longer used.
     clean_sent_files_from_list
-        Drop successfully sent files from the file list.
+        Leave successfully sent files out of the file list (``sendtopacs watch --list``, and
+        the web app's list); off, they are listed as sent until the journal forgets them.
     listen_port
         Our port for incoming associations such as storage commitment reports; ``None``: none.
     """
@@ -374,7 +375,9 @@ class NonDicomSettings:
     additional_info_tag
         The attribute (keyword or ``gggg,eeee``) that receives the study's additional info.
     additional_info_values
-        The values offered for the additional info; empty means free text.
+        The values offered for the additional info; a typed value not in the list is refused
+        (:meth:`check_additional_info`, at the start of every conversion). Empty means free
+        text.
     additional_info_default
         The additional info used when none is given (one of the values, if any are set).
     worklist_only
@@ -422,6 +425,26 @@ class NonDicomSettings:
     file_name_pattern: str = attrs.field(
         default="{patient_id}_*", converter=_strip, validator=_check_file_name_pattern
     )
+
+    def check_additional_info(self, value: str | None) -> None:
+        """Refuse a typed additional info that is not one of ``additional_info_values``.
+
+        Empty ``additional_info_values`` means free text: every value passes, as does none.
+
+        Raises
+        ------
+        InvalidValueError
+            ``value`` is not in the list (the error names it and the allowed values).
+        """
+        if value is None or not self.additional_info_values:
+            return
+        if value not in self.additional_info_values:
+            allowed = ", ".join(repr(item) for item in self.additional_info_values)
+            raise InvalidValueError(
+                "additional info",
+                value,
+                f"not one of the values of non_dicom.additional_info_values: {allowed}",
+            )
 
     def rule_for(self, extension: str) -> SopClassRule:
         """The rule for files with ``extension`` (``pdf``, ``.PDF``, or ``""`` for none).
@@ -482,7 +505,7 @@ def pick_device(
         for device in devices:
             if device.name == name:
                 return device
-        known = ", ".join(device.name for device in devices) or "none configured"
+        known = ", ".join(device.label for device in devices) or "none configured"
         raise ConfigError(f"no {what} named {name!r} ({section}: {known})")
     defaults = [device for device in devices if device.default]
     if defaults:

@@ -174,8 +174,13 @@ class Converter:
         ConfigError
             ``non_dicom.worklist_only`` is on and the study does not come from a worklist
             item (typed patient data is refused then).
+        InvalidValueError
+            The study's additional info is not one of ``non_dicom.additional_info_values``
+            (when that list is not empty); no input is converted then.
         """
         study = study if study is not None else Study()
+        # A typed value outside the offered ones is refused before any file is converted.
+        self._settings.non_dicom.check_additional_info(study.additional_info)
         querier = self._file_name_querier(study)
         if querier is not None:
             return self._convert_matched(

@@ -481,7 +481,7 @@ class Device:
     host, port
         Where it listens.
     description
-        Free text shown in lists.
+        Free text shown beside the name in lists of devices (:attr:`label`).
     charset
         Specific Character Set (0008,0005) the copies we send are encoded in (e.g. ``ISO_IR
         192``); ``None`` keeps each file's own.
@@ -523,6 +523,11 @@ class Device:
     commitment_timeout_s: float = attrs.field(
         default=60.0, converter=_to_float, validator=_check_seconds
     )
+
+    @property
+    def label(self) -> str:
+        """The name as lists of devices show it: with the description, when there is one."""
+        return f"{self.name} ({self.description})" if self.description else self.name
 
 
 class QueryModel(StrEnum):
@@ -625,3 +630,8 @@ class WorklistDevice:
     use_today: bool = attrs.field(default=True, validator=_is_bool)
     tls: TlsOptions = attrs.field(factory=TlsOptions)
     timeouts: Timeouts = attrs.field(factory=Timeouts)
+
+    @property
+    def label(self) -> str:
+        """The name as lists of devices show it: with the description, when there is one."""
+        return f"{self.name} ({self.description})" if self.description else self.name

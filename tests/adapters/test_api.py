@@ -18,7 +18,7 @@ import attrs
 import httpx
 import pydicom
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import sendtopacs_core as stp
@@ -184,9 +184,6 @@ def test_the_right_password_works(settings_: stp.Settings) -> None:
     assert request(app, "GET", "/docs", headers=AUTH).status_code == 200
 
 
-unauthorised_counts: dict[str, int] = {"requests": 0, "successes": 0}
-
-
 def test_s1_matrix_every_route_every_bad_header(settings_: stp.Settings) -> None:
     app = api.create_app(settings_)
 
@@ -201,9 +198,10 @@ def test_s1_matrix_every_route_every_bad_header(settings_: stp.Settings) -> None
 
     results = call(app, work)
     successes = [r for r in results if r[3] < 400]
-    unauthorised_counts["requests"] += len(results)
-    unauthorised_counts["successes"] += len(successes)
     assert len(results) == len(PATHS) * len(METHODS) * len(BAD_HEADERS)
+    # S1 asks for about 2,000 unauthorised requests: this matrix (1,152 today) and the
+    # generated headers below (150 examples x 12 requests), each test asserting its own.
+    assert len(results) >= 1_000
     assert successes == []
     assert {r[3] for r in results} == {401}
 
@@ -229,8 +227,7 @@ _header_values = st.one_of(
 def test_s1_generated_headers_never_pass(settings_: stp.Settings, values: list[bytes]) -> None:
     app = api.create_app(settings_)
     headers = [(b"Authorization", value.strip()) for value in values]
-    if headers == [(b"Authorization", GOOD.encode())]:
-        return
+    assume(headers != [(b"Authorization", GOOD.encode())])  # the one good header
 
     async def work(http: httpx.AsyncClient) -> list[int]:
         codes = []
@@ -241,17 +238,8 @@ def test_s1_generated_headers_never_pass(settings_: stp.Settings, values: list[b
         return codes
 
     codes = call(app, work)
-    unauthorised_counts["requests"] += len(codes)
-    unauthorised_counts["successes"] += sum(code < 400 for code in codes)
+    assert len(codes) == 12
     assert all(code == 401 for code in codes), codes
-
-
-def test_s1_totals() -> None:
-    """Runs after the two above (file order): ~2 000 unauthorised requests, 0 succeeded."""
-    if unauthorised_counts["requests"] == 0:
-        pytest.skip("run with the matrix tests")
-    assert unauthorised_counts["requests"] >= 1_500
-    assert unauthorised_counts["successes"] == 0
 
 
 def test_s1_eleventh_failure_is_429_for_60_s(tmp_path: Path) -> None:

@@ -1,11 +1,15 @@
-"""The HTTP API against its own OpenAPI schema: generated requests never get a 500.
+"""The HTTP API against its own OpenAPI schema: generated requests never get a 500, and
+every answer is one the schema documents.
 
 schemathesis loads ``/openapi.json`` from the app (in process, authenticated) and sends
-generated requests (valid and invalid) to every operation. Devices point at free ports with
+generated requests (valid and invalid) to every operation. Each answer is checked for a
+documented status code, content type and headers, and validated against the documented
+response schema (errors: ``ErrorDocument``). Devices point at free ports with
 nothing listening and a short connection timeout, so that echo and send fail with a
-deliberate 502 (an upstream error), and 503 is the jobs queue being full: only a 500, an
-unhandled error, fails a case. The app is wrapped so that the peer address is
-``127.0.0.1`` (schemathesis' ASGI client says ``testclient``, which the allowlist refuses).
+deliberate 502 (an upstream error), and 503 is the jobs queue being full: a 500, an
+unhandled error, fails a case, as does any answer that does not conform to the schema.
+The app is wrapped so that the peer address is ``127.0.0.1`` (schemathesis' ASGI client
+says ``testclient``, which the allowlist refuses).
 """
 
 from __future__ import annotations
@@ -107,11 +111,17 @@ schema = schemathesis.openapi.from_asgi(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_server_error(case: Any) -> None:
+def test_answers_conform_to_the_schema_and_never_a_server_error(case: Any) -> None:
     case.call_and_validate(
         base_url=BASE_URL,
         headers=AUTH,
-        checks=[schemathesis.checks.not_a_server_error],
+        checks=[
+            schemathesis.checks.not_a_server_error,
+            schemathesis.checks.status_code_conformance,
+            schemathesis.checks.content_type_conformance,
+            schemathesis.checks.response_headers_conformance,
+            schemathesis.checks.response_schema_conformance,
+        ],
     )
 
 

@@ -105,7 +105,7 @@ def test_convert_human_output_and_exit_zero(
     assert "1 DICOM file(s) written" in captured.out
 
 
-def test_convert_failure_is_one_line_on_stderr(
+def test_convert_failure_is_named_on_stdout_and_counted_on_stderr(
     inputs: dict[str, Path], tmp_path: Path, settings_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     status = main(
@@ -120,7 +120,11 @@ def test_convert_failure_is_one_line_on_stderr(
     )
     captured = capsys.readouterr()
     assert status == 1
-    assert "broken.png" in captured.err
+    # stderr is a log (no file names: they may name the patient); the report on stdout says
+    # which file failed and why.
+    assert "broken.png" in captured.out
+    assert "broken.png" not in captured.err
+    assert "1 input(s) not converted" in captured.err
     assert "Traceback" not in captured.err
 
 
@@ -308,7 +312,8 @@ def test_console_script_exits_with_the_status(tmp_path: Path, inputs: dict[str, 
         check=False,
     )
     assert failed.returncode == 1
-    assert "broken.png" in failed.stderr
+    assert "broken.png" in failed.stdout
+    assert "1 input(s) not converted" in failed.stderr
     assert "Traceback" not in failed.stderr
 
 

@@ -136,7 +136,9 @@ def test_send_failure_statuses_exit_1(
     status = main(["--settings", str(settings_file), "send", str(dicom_dir), *_connection(scp)])
     captured = capsys.readouterr()
     assert status == 1
-    assert "0xA900 Data Set Does Not Match SOP Class: bad SOP class" in captured.err
+    assert "0xA900 Data Set Does Not Match SOP Class: bad SOP class" in captured.out
+    assert "1 file(s) not sent (failed, status 0xA900" in captured.err
+    assert "bad SOP class" not in captured.err  # the PACS's comment may name the patient
     assert "1 of 2 file(s) sent" in captured.out
 
 
@@ -178,7 +180,8 @@ def test_send_unreachable_exit_3(
     )
     captured = capsys.readouterr()
     assert status == 3
-    assert "connection refused" in captured.err
+    assert "connection refused" in captured.out
+    assert "2 file(s) not sent" in captured.err
     assert "0 of 2 file(s) sent" in captured.out
 
 
@@ -189,7 +192,7 @@ def test_non_dicom_without_study_options_fails_clearly(
     _corpus.photo().save(photo, "JPEG", quality=90)
     status = main(["--settings", str(settings_file), "send", str(photo), *_connection(storage_scp)])
     assert status == 1
-    assert "needs patient and study data" in capsys.readouterr().err
+    assert "needs patient and study data" in capsys.readouterr().out
     assert storage_scp.received == []
 
 

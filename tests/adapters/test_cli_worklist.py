@@ -124,8 +124,11 @@ def test_convert_with_worklist_pick(
     out = tmp_path / "out"
     convert = [*settings, "convert", str(photo), "-o", str(out), "--worklist", "mwl"]
     assert main([*convert, "--patient-id", "PID2"]) == 2  # two items, no --pick
-    err = capsys.readouterr().err
-    assert "2 worklist items match" in err and "ACC2" in err and "ACC3" in err
+    captured = capsys.readouterr()
+    # The candidates are patient data: listed on stdout, the error on stderr names none.
+    assert "2 items match" in captured.err
+    assert "ACC2" in captured.out and "ACC3" in captured.out
+    assert "ACC2" not in captured.err and "PID2" not in captured.err
     assert not out.exists() or not list(out.iterdir())
     assert main([*convert, "--patient-id", "PID2", "--pick", "3"]) == 2
     assert "pick 3: the worklist mwl gave 2 item(s)" in capsys.readouterr().err
@@ -197,7 +200,9 @@ def test_send_matches_file_names(
     _corpus.photo(seed=3).save(folder / "PID2_photo.jpg", "JPEG")
     assert main(["--settings", str(path), "send", str(folder / "PID2_photo.jpg")]) == 1
     captured = capsys.readouterr()
-    assert "ACC2" in captured.err and "ACC3" in captured.err
+    # The candidates are patient data: on stdout (the report), never on stderr (a log).
+    assert "ACC2" in captured.out and "ACC3" in captured.out
+    assert "ACC2" not in captured.err and "PID2" not in captured.err
     assert len(storage_scp.received) == 1
 
 

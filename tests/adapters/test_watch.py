@@ -214,7 +214,22 @@ def test_list_shows_held_files_and_send_pending_sends_them(
     assert sent.returncode == 0, sent.stderr
     assert _received(storage_scp) == uids
     assert list(watch.folder.iterdir()) == []
-    assert "0 file(s) pending" in watch.run("--list").stdout
+    # main.clean_sent_files_from_list off (the default): the sent files stay in the list.
+    listed = watch.run("--list")
+    assert "0 file(s) pending; 2 sent" in listed.stdout
+    assert "inbox: a.dcm [done]" in listed.stdout
+    as_json = json.loads(watch.run("--list", "--json").stdout)
+    assert as_json["pending"] == []
+    assert sorted(item["path"] for item in as_json["sent"]) == ["a.dcm", "b.dcm"]
+    # On: they are left out.
+    document = json.loads(watch.settings.read_text(encoding="utf-8"))
+    document["main"] = {"clean_sent_files_from_list": True}
+    watch.settings.write_text(json.dumps(document), encoding="utf-8")
+    listed = watch.run("--list")
+    assert listed.returncode == 0, listed.stderr
+    assert "a.dcm" not in listed.stdout
+    assert listed.stdout.splitlines()[-1] == "0 file(s) pending"
+    assert json.loads(watch.run("--list", "--json").stdout)["sent"] == []
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from sendtopacs_core.testing.plugin import (  # noqa: F401
     storage_scp,
     storage_scp_factory,
 )
+from tests._peers import missing_tool
 
 VERIFICATION = str(VerificationPresentationContexts[0].abstract_syntax)
 
@@ -401,7 +402,7 @@ def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     """Return (certificate, key) of a self-signed cert for 127.0.0.1, made with openssl."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed")
+        missing_tool("openssl is not installed")  # CI=true: a failure, not a skip
     directory = tmp_path_factory.mktemp("tls")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(

@@ -28,7 +28,12 @@ from pynetdicom.status import QR_FIND_SERVICE_CLASS_STATUS
 
 from sendtopacs_core.errors import AssociationAbortedError, QueryFailedError
 from sendtopacs_core.model import Code, QueryLevel, QueryModel, Study, WorklistDevice
-from sendtopacs_core.net._association import Context, open_association, peer_name
+from sendtopacs_core.net._association import (
+    Context,
+    open_association,
+    peer_name,
+    sync_identifier_logging,
+)
 from sendtopacs_core.net._query import (
     WORKLIST_PATIENT_KEYS,
     WORKLIST_STEP_KEYS,
@@ -375,6 +380,7 @@ class Querier:
 
     def _find(self, model: QueryModel, identifier: Dataset, limit: int | None) -> list[Dataset]:
         uid = _MODELS[model]
+        sync_identifier_logging()
         with open_association(
             self.device, self.calling_ae_title, [Context(uid, _SYNTAXES)]
         ) as assoc:

@@ -407,7 +407,8 @@ class Sender:
                 day=assign.day,
                 instance_numbers=assign.instance_numbers,
             )
-        except (ConfigError, ConversionError) as exc:  # worklist-only, or no output folder
+        except (ConfigError, ConversionError, InvalidValueError) as exc:
+            # worklist-only, no output folder, or a typed value not among the offered ones
             for index, path in inputs:
                 record((index, 0), _failed(path, f"not converted: {exc}"))
             return []

@@ -256,7 +256,7 @@ def test_arithmetic_coded_jpeg_is_decoded(tmp_path: Path) -> None:
 
 
 def _dicom_fragment(name: str) -> bytes:
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency: never skipped, a missing one fails
     from pydicom.data import get_testdata_file
     from pydicom.encaps import generate_frames
 
@@ -266,7 +266,7 @@ def _dicom_fragment(name: str) -> bytes:
 
 
 def test_12_bit_jpeg_is_decoded_to_16_bit_grey(tmp_path: Path) -> None:
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency: never skipped, a missing one fails
     from pydicom.data import get_testdata_file
 
     # JPGExtended.dcm: JPEG Extended (SOF1), 12-bit, 1024x256, one fragment.
@@ -275,7 +275,9 @@ def test_12_bit_jpeg_is_decoded_to_16_bit_grey(tmp_path: Path) -> None:
     assert (image.rows, image.columns, image.bits_allocated) == (1024, 256, 16)
     assert (image.samples_per_pixel, image.photometric) == (1, "MONOCHROME2")
     assert image.note == "12-bit JPEG (SOF1) cannot pass through: decoded"
-    reference = pydicom.dcmread(get_testdata_file("JPGExtended.dcm")).pixel_array
+    source = get_testdata_file("JPGExtended.dcm")
+    assert isinstance(source, str), "pydicom's test file JPGExtended.dcm is missing"
+    reference = pydicom.dcmread(source).pixel_array
     assert image.pixels == reference.astype("<u2").tobytes()
     assert image.lossy is not None
     assert image.lossy.method == "ISO_10918_1"

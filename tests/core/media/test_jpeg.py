@@ -254,7 +254,7 @@ def twelve_bit_jpeg() -> bytes:
     ``JPEG-lossy.dcm`` holds the same image but its SOS says Se=0, which libjpeg rejects
     (see test_image.py); ``JPGExtended.dcm`` is the corrected copy.
     """
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom  # a dependency: never skipped, a missing one fails
     from pydicom.data import get_testdata_file
     from pydicom.encaps import generate_frames
 
