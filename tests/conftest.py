@@ -8,6 +8,7 @@ them as ``tests._peers`` only, never as ``_peers``, so that there is one module 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,3 +111,24 @@ def _conversion_tests_write_under_raise(request: pytest.FixtureRequest) -> Itera
             yield
     else:
         yield
+
+
+#: Loggers whose level the command's logging set-up changes (tests call ``main`` in-process).
+_CONFIGURED_LOGGERS: Final = ("pynetdicom", "pydicom", "pylibjpeg", "openjpeg", "rle", "pypdf")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo what ``sendtopacs_adapters._logging.configure`` did in a test: logger levels, the
+    root handlers and level, and warnings capture, so that no test depends on another's."""
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in _CONFIGURED_LOGGERS}
+    handlers, root_level = list(root.handlers), root.level
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(root_level)
+    logging.captureWarnings(False)

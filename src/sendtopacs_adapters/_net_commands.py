@@ -191,15 +191,20 @@ def _print_send_report(context: Context, report: SendReport, device: Device) -> 
         context.out.write(
             f"{outcome.state!s:<{width}}  {outcome.source}: {outcome.message}{commitment}\n"
         )
-    undelivered = [*report.failed, *report.uncommitted]
-    if undelivered:
-        # stderr is a log: states and status codes only; file names and causes are on stdout.
-        states = sorted({str(o.commitment if o.ok else o.state) for o in undelivered})
-        codes = sorted({o.status_text for o in undelivered if o.status is not None})
+    # stderr is a log: states and status codes only; file names and causes are on stdout.
+    if report.failed:
+        states = sorted({str(outcome.state) for outcome in report.failed})
+        codes = sorted({o.status_text for o in report.failed if o.status is not None})
         status = f", status {', '.join(codes)}" if codes else ""
         context.err.write(
-            f"sendtopacs: error: {len(undelivered)} file(s) not delivered ({', '.join(states)}"
+            f"sendtopacs: error: {len(report.failed)} file(s) not sent ({', '.join(states)}"
             f"{status}; listed on stdout)\n"
+        )
+    if report.uncommitted:
+        states = sorted({str(outcome.commitment) for outcome in report.uncommitted})
+        context.err.write(
+            f"sendtopacs: error: {len(report.uncommitted)} file(s) sent but not committed "
+            f"({', '.join(states)}; listed on stdout)\n"
         )
     skipped = len(report) - len(report.sent) - len(report.failed)
     extra = f", {skipped} skipped" if skipped else ""

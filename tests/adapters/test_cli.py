@@ -352,10 +352,12 @@ def test_convert_of_a_hostile_batch_reports_every_input(
     status = main([*common, "convert", *map(str, paths), *options[:1], str(tmp_path / "o2")])
     captured = capsys.readouterr()
     assert status == 1
-    errors = [line for line in captured.err.splitlines() if line.startswith("sendtopacs: error:")]
-    assert len(errors) == len(bad)  # one line per failed file, in input order
+    errors = [line for line in captured.out.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bad)  # one line per failed file, in input order, on stdout
     for line, item in zip(errors, bad, strict=True):
-        assert line.startswith(f"sendtopacs: error: cannot convert {item.path}: ")
+        assert line.startswith(f"error: cannot convert {item.path}: ")
+    assert f"{len(bad)} input(s) not converted" in captured.err
+    assert not any(str(item.path) in captured.err for item in bad)
     assert f"from {len(good)} of {len(paths)} input(s)" in captured.out
 
 

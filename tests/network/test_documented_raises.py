@@ -520,3 +520,27 @@ def test_pick_worklist_study_raises(worklist_scp_factory: WorklistSCPFactory) ->
     closed = Querier(_worklist_device(free_port()))
     with pytest.raises(DicomNetworkError, match=r"refused|cannot connect|unreachable"):
         pick_worklist_study(closed, Study(patient_id="P1"))
+
+
+@checks(
+    ("Converter.convert", "InvalidValueError"),
+    ("NonDicomSettings.check_additional_info", "InvalidValueError"),
+)
+def test_additional_info_outside_the_offered_values(tmp_path: Path) -> None:
+    import attrs
+
+    from sendtopacs_core import Study
+
+    base = Settings()
+    non_dicom = attrs.evolve(
+        base.non_dicom, additional_info_tag="0020,4000", additional_info_values=("left", "right")
+    )
+    with pytest.raises(InvalidValueError, match=r"'middle'.*'left', 'right'"):
+        non_dicom.check_additional_info("middle")
+    non_dicom.check_additional_info("left")
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"not read: the value is refused first")
+    converter = Converter(attrs.evolve(base, non_dicom=non_dicom))
+    with pytest.raises(InvalidValueError, match="additional info 'middle'"):
+        converter.convert([photo], Study(additional_info="middle"), out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()

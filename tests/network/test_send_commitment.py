@@ -329,7 +329,9 @@ def test_cli_send_exits_1_when_a_commitment_failed(
     assert (
         f"{paths[1]}: 0x0000 Success; C-STORE answered success, but storage commitment "
         "failed: 0x0112 No such object instance"
-    ) in captured.err
+    ) in captured.out
+    assert "1 file(s) sent but not committed (failed; listed on stdout)" in captured.err
+    assert str(paths[1]) not in captured.err
     assert "2 of 2 file(s) sent to pacs" in captured.out
     assert "1 of them not committed" in captured.out
 
